@@ -1,0 +1,56 @@
+"""Billing settings: one typed object read from the environment and `.env`."""
+
+from functools import lru_cache
+
+from pydantic import SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER = "generate-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
+
+    app_env: str = "development"
+    log_level: str = "INFO"
+
+    billing_host: str = "0.0.0.0"
+    billing_port: int = 8081
+
+    billing_db_host: str = "127.0.0.1"
+    billing_db_port: int = 5432
+    billing_db_name: str = "orders"
+    billing_db_user: str = "orders_user"
+    billing_db_password: SecretStr
+
+    billing_prefetch: int = 500
+    # Largest batch stored in one transaction, and how long to wait for it to fill.
+    billing_batch_size: int = 500
+    billing_batch_linger: float = 0.02
+
+    rabbitmq_host: str = "127.0.0.1"
+    rabbitmq_port: int = 5672
+    rabbitmq_vhost: str = "crud_master"
+    rabbitmq_user: str = "crud_master"
+    rabbitmq_password: SecretStr
+    billing_queue: str = "billing_queue"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.billing_queue}.dlq"
+
+    @field_validator("billing_db_password", "rabbitmq_password")
+    @classmethod
+    def _no_placeholder_in_production(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # Per field: an error shows this value only (the placeholder), never the other settings.
+        if info.data.get("app_env") == "production" and value.get_secret_value() in (
+            "",
+            PLACEHOLDER,
+        ):
+            raise ValueError("must be set to a real secret in production")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # passwords come from the environment

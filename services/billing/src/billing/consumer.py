@@ -1,0 +1,317 @@
+"""Consume `billing_queue` in batches: validate, store in one transaction, ack after the commit.
+
+- Invalid messages go to `<queue>.dlq` (persistent, confirmed, with `x-death-reason` and
+  `x-original-queue` headers) and are acked only once the broker confirmed the dead letter.
+- Valid messages of a batch are inserted in one transaction (`ON CONFLICT (order_id) DO NOTHING`,
+  so a redelivered message never makes a second row) and acked only after the commit.
+- Database down: nothing is acked; the same batch is retried with capped exponential backoff.
+- Broker down at boot: connect is retried with backoff; later outages are handled by the robust
+  connection, which reopens the channel and re-consumes. Deliveries from a dead channel are
+  dropped (the broker redelivers them).
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.connection import make_url
+
+from billing.config import Settings
+from billing.db import transaction
+from billing.repository import insert_orders
+from billing.schemas import InvalidOrder, NewOrder, parse_order_message
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "x-death-reason"
+ORIGINAL_QUEUE_HEADER = "x-original-queue"
+# The database refused the data itself: retrying cannot help, the message is dead-lettered.
+REJECTED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+Item = tuple[AbstractIncomingMessage, NewOrder]
+
+
+def backoff(start: float = 0.5, cap: float = 10.0) -> Iterator[float]:
+    delay = start
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
+async def connect(settings: Settings, reconnect_interval: float = 2) -> AbstractRobustConnection:
+    """A robust connection; a failed or cancelled attempt leaves nothing reconnecting behind."""
+    url = make_url(
+        host=settings.rabbitmq_host,
+        port=settings.rabbitmq_port,
+        login=settings.rabbitmq_user,
+        password=settings.rabbitmq_password.get_secret_value(),
+        virtualhost=settings.rabbitmq_vhost,
+        reconnect_interval=reconnect_interval,
+    )
+    connection = aio_pika.RobustConnection(url)
+    try:
+        await connection.connect(timeout=5)
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep the original error (or cancellation)
+            await connection.close()
+        raise
+    return connection
+
+
+def dead_letter(message: AbstractIncomingMessage, reason: str, queue: str) -> aio_pika.Message:
+    headers = dict(message.headers or {})
+    headers[REASON_HEADER] = reason[:1000]
+    headers[ORIGINAL_QUEUE_HEADER] = queue
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _is_live(message: AbstractIncomingMessage) -> bool:
+    """False once the channel that delivered the message is gone (it will be redelivered)."""
+    try:
+        return not message.channel.is_closed
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return False
+
+
+async def _settle(message: AbstractIncomingMessage, *, multiple: bool = False) -> None:
+    try:
+        await message.ack(multiple=multiple)
+    except Exception as exc:
+        log.warning("ack failed (%r): the broker will redeliver; duplicates are skipped", exc)
+
+
+async def _give_back(message: AbstractIncomingMessage) -> None:
+    """Requeue a message we could not handle (callers pause first: no requeue storm)."""
+    if _is_live(message) and not message.processed:
+        try:
+            await message.nack(requeue=True)
+        except Exception as exc:
+            log.warning("nack failed (%r): the broker will redeliver", exc)
+
+
+@dataclass
+class ConsumerStats:
+    connect_attempts: int = 0
+    batches: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+    database_retries: int = 0
+
+
+class Consumer:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.stats = ConsumerStats()
+        self.connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._deliveries: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._handling = asyncio.Lock()  # held while a batch is being stored and acked
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="billing-consumer")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let the batch in hand finish (commit and ack) for up to `grace` seconds, then close.
+
+        What is not acked by then returns to the queue when the connection closes.
+        """
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            idle = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    idle = await self._handling.acquire()  # no batch in progress, none starts
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if idle:
+                self._handling.release()
+        if self.connection is not None:
+            await self.connection.close()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by stop(). (asyncio.timeout, unlike 3.11's wait_for, never swallows
+        a cancellation that races with the event.)"""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    @property
+    def connected(self) -> bool:
+        connection = self.connection
+        return (
+            self._channel is not None and connection is not None and connection.connected.is_set()
+        )
+
+    async def queue_depths(self) -> tuple[int, int]:
+        """Ready messages in the queue and in its dead-letter queue (for /health)."""
+        if self.connection is None or not self.connected:
+            raise ConnectionError("not connected to the broker")
+        channel = await self.connection.channel(publisher_confirms=False)
+        try:
+            counts = []
+            for name in (self.settings.billing_queue, self.settings.dead_letter_queue):
+                queue = await channel.declare_queue(name, passive=True, robust=False)
+                counts.append(queue.declaration_result.message_count or 0)
+            return counts[0], counts[1]
+        finally:
+            await channel.close()
+
+    # --- the loop -------------------------------------------------------------------------
+    async def _run(self) -> None:
+        await self._subscribe()
+        while not self._stopping.is_set():
+            batch = await self._next_batch()
+            async with self._handling:
+                try:
+                    await self._handle([m for m in batch if _is_live(m)])
+                except Exception:
+                    log.exception("unexpected error on a batch of %d; requeueing it", len(batch))
+                    await self._pause(1)
+                    for message in batch:
+                        await _give_back(message)
+
+    async def _subscribe(self) -> None:
+        delays = backoff()
+        while not self._stopping.is_set():
+            self.stats.connect_attempts += 1
+            try:
+                self.connection = await connect(self.settings)
+                channel = await self.connection.channel(on_return_raises=True)  # confirms on
+                await channel.set_qos(prefetch_count=self.settings.billing_prefetch)
+                queue = await channel.declare_queue(self.settings.billing_queue, durable=True)
+                await channel.declare_queue(self.settings.dead_letter_queue, durable=True)
+                await queue.consume(self._deliveries.put, no_ack=False)
+            except Exception as exc:
+                delay = next(delays)
+                log.warning("broker unreachable (%r); retrying in %.1fs", exc, delay)
+                if self.connection is not None:
+                    with contextlib.suppress(Exception):
+                        await self.connection.close()
+                    self.connection = None
+                await self._pause(delay)
+                continue
+            self.connection.close_callbacks.add(self._on_connection_lost)
+            self.connection.reconnect_callbacks.add(self._on_reconnected)
+            self._channel = channel
+            log.info("consuming %s (prefetch %d)", queue.name, self.settings.billing_prefetch)
+            return
+
+    def _on_connection_lost(self, _: object, exc: BaseException | None) -> None:
+        if not self._stopping.is_set():
+            log.warning("broker connection lost (%r); reconnecting", exc)
+
+    def _on_reconnected(self, _: object) -> None:
+        log.info("broker connection restored; consuming again")
+
+    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        """Wait for one delivery, then take more until the batch is full or the linger is over."""
+        batch = [await self._deliveries.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.billing_batch_linger
+        while len(batch) < self.settings.billing_batch_size:
+            if self._deliveries.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        batch.append(await self._deliveries.get())
+                except TimeoutError:
+                    break
+            else:
+                batch.append(self._deliveries.get_nowait())
+        return batch
+
+    async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
+        items: list[Item] = []
+        for message in batch:
+            try:
+                items.append((message, parse_order_message(message.body, message.message_id)))
+            except InvalidOrder as exc:
+                await self._dead_letter(message, str(exc))
+        if not items:
+            return
+        try:
+            stored = await self._commit(items)
+        except REJECTED:
+            await self._store_one_by_one(items)
+            return
+        if stored is not None:
+            self.stats.batches += 1
+            self.stats.stored += stored
+            # Every earlier delivery on this channel is settled: one ack covers the batch.
+            await _settle(items[-1][0], multiple=True)
+
+    async def _commit(self, items: list[Item]) -> int | None:
+        """Insert in one transaction, retrying while the database is unavailable.
+
+        Returns the number of new rows, or None when the channel died meanwhile (the broker
+        redelivers those messages to the new channel). Raises REJECTED errors.
+        """
+        delays = backoff()
+        while True:
+            try:
+                async with transaction(self.pool) as conn:
+                    return await insert_orders(conn, [order for _, order in items])
+            except REJECTED:
+                raise
+            except Exception as exc:
+                if self._stopping.is_set() or not all(_is_live(m) for m, _ in items):
+                    return None  # not acked: the broker redelivers
+                self.stats.database_retries += 1
+                delay = next(delays)
+                log.warning(
+                    "database unavailable (%r); retrying %d orders in %.1fs", exc, len(items), delay
+                )
+                await self._pause(delay)
+
+    async def _store_one_by_one(self, items: list[Item]) -> None:
+        """The database refused the batch: find the culprits, store the rest."""
+        for message, order in items:
+            try:
+                stored = await self._commit([(message, order)])
+            except REJECTED as exc:
+                await self._dead_letter(message, f"rejected by the database: {exc}")
+                continue
+            if stored is not None:
+                self.stats.stored += stored
+                await _settle(message)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        assert self._channel is not None
+        log.warning("dead-lettering message %s: %s", message.message_id, reason)
+        try:
+            await self._channel.default_exchange.publish(
+                dead_letter(message, reason, self.settings.billing_queue),
+                routing_key=self.settings.dead_letter_queue,
+                timeout=5,
+            )
+        except Exception as exc:
+            # Not confirmed: give it back (after a pause) rather than lose it or ack it later.
+            log.warning("dead-lettering failed (%r); requeueing the message", exc)
+            await self._pause(1)
+            await _give_back(message)
+            return
+        self.stats.dead_lettered += 1
+        await _settle(message)

@@ -1,0 +1,254 @@
+"""HTTP routes of the inventory service. Routes stay thin: parse, call the repository, answer."""
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote, urlencode
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
+from pydantic import AfterValidator, BaseModel, ValidationError
+from starlette.responses import Response
+from starlette.routing import request_response
+
+from inventory import db, repository
+from inventory.config import Settings, get_settings
+from inventory.errors import (
+    BodyTooLarge,
+    MalformedJSON,
+    MovieNotFound,
+    ValidationFailed,
+    install_handlers,
+)
+from inventory.responses import JSONResponse
+from inventory.schemas import ErrorBody, MovieCreate, MoviePublic, MovieUpdate, no_nul
+
+MAX_ID = 2**63 - 1  # ids are BIGINT
+MAX_BODY = 1 << 20  # bytes; a valid movie is far smaller
+JSON = "application/json"
+M = TypeVar("M", bound=BaseModel)
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503)
+}
+
+
+class DirectRoute(APIRoute):
+    """An APIRoute whose endpoint is called as `endpoint(request, **path_params)`.
+
+    FastAPI's per-request machinery (parameter solving, dependency exit stacks) costs more CPU
+    than the database round trip of GET /api/movies/{id}. Endpoints on this route class take
+    the Request and string path parameters only, parse the rest themselves and return a
+    Response, served the plain Starlette way. They still appear in the OpenAPI schema, built
+    from their signature, `response_model` and `openapi_extra`.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(self.get_route_handler())
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            return await endpoint(request, **request.path_params)
+
+        return handler
+
+
+# (path, method, endpoint, route options): registered on each app by create_app().
+_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
+
+
+def _route(path: str, method: str, **options: Any) -> Callable[[Callable], Callable]:
+    def register(endpoint: Callable) -> Callable:
+        _ROUTES.append((path, method, endpoint, options))
+        return endpoint
+
+    return register
+
+
+def parse_movie_id(raw: str) -> int:
+    """The id in the path as a BIGINT; anything else names no movie (404, never 500)."""
+    if not (raw.isdigit() and raw.isascii()) or len(raw) > 19 or int(raw) > MAX_ID:
+        raise MovieNotFound(raw)
+    return int(raw)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """Parse the body as JSON (whatever the Content-Type says) and validate it as `model`."""
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BodyTooLarge(MAX_BODY)
+        chunks.append(chunk)
+    try:
+        data = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise MalformedJSON() from None
+    if not isinstance(data, dict):
+        raise ValidationFailed.from_errors([{"loc": (), "msg": "must be a JSON object"}], ("body",))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed.from_errors(exc.errors(), ("body",)) from None
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def _movie(movie: repository.Movie, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(movie), status_code, media_type=JSON)
+
+
+# --- /api/movies/{movie_id} ------------------------------------------------------------------
+
+_BY_ID = "/api/movies/{movie_id}"
+
+
+@_route(
+    _BY_ID, "GET", route_class_override=DirectRoute, response_model=MoviePublic, responses=_ERRORS
+)
+async def get_movie(request: Request, movie_id: str) -> Response:
+    return _movie(await repository.get_movie(_pool(request), parse_movie_id(movie_id)))
+
+
+@_route(
+    _BY_ID,
+    "PUT",
+    route_class_override=DirectRoute,
+    response_model=MoviePublic,
+    responses=_ERRORS,
+    openapi_extra=_body_doc(MovieUpdate),
+)
+async def replace_movie(request: Request, movie_id: str) -> Response:
+    pk = parse_movie_id(movie_id)
+    data = await read_body(request, MovieUpdate)
+    async with db.transaction(_pool(request)) as conn:
+        movie = await repository.replace_movie(conn, pk, data.title, data.description)
+    return _movie(movie)
+
+
+@_route(_BY_ID, "DELETE", route_class_override=DirectRoute, status_code=204, responses=_ERRORS)
+async def delete_movie(request: Request, movie_id: str) -> Response:
+    pk = parse_movie_id(movie_id)
+    async with db.transaction(_pool(request)) as conn:
+        await repository.delete_movie(conn, pk)
+    return Response(status_code=204)
+
+
+# --- /api/movies -----------------------------------------------------------------------------
+
+SearchTitle = Annotated[
+    str | None,
+    Query(description="case-insensitive substring of the title; `%` and `_` are literal"),
+    AfterValidator(lambda value: value if value is None else no_nul(value)),
+]
+
+
+@_route("/api/movies", "GET", response_model=list[MoviePublic], responses=_ERRORS)
+async def list_movies(
+    request: Request,
+    title: SearchTitle = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> Response:
+    page = await repository.list_movies(_pool(request), title, limit, offset)
+    headers = {"X-Total-Count": str(page.total)}
+    if offset + len(page.items) < page.total:
+        query: dict[str, Any] = {"title": title} if title else {}
+        query |= {"limit": limit, "offset": offset + limit}
+        headers["Link"] = f'</api/movies?{urlencode(query, quote_via=quote)}>; rel="next"'
+    return Response(orjson.dumps(page.items), headers=headers, media_type=JSON)
+
+
+@_route(
+    "/api/movies",
+    "POST",
+    route_class_override=DirectRoute,
+    status_code=201,
+    response_model=MoviePublic,
+    responses=_ERRORS,
+    openapi_extra=_body_doc(MovieCreate),
+)
+async def create_movie(request: Request) -> Response:
+    data = await read_body(request, MovieCreate)
+    async with db.transaction(_pool(request)) as conn:
+        movie = await repository.create_movie(conn, data.title, data.description)
+    response = _movie(movie, 201)
+    response.headers["Location"] = f"/api/movies/{movie['id']}"
+    return response
+
+
+@_route("/api/movies", "DELETE", route_class_override=DirectRoute, status_code=204)
+async def delete_all_movies(request: Request) -> Response:
+    async with db.transaction(_pool(request)) as conn:
+        await repository.delete_all_movies(conn)
+    return Response(status_code=204)
+
+
+# --- /health ---------------------------------------------------------------------------------
+
+
+@_route("/health", "GET", route_class_override=DirectRoute, responses={503: {"model": ErrorBody}})
+async def health(request: Request) -> Response:
+    if await db.ping(_pool(request)):
+        return JSONResponse({"status": "ok", "database": "ok"})
+    return JSONResponse(
+        {"status": "unavailable", "error": "database unreachable", "database": "unreachable"},
+        status_code=503,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await db.create_pool(settings)
+        try:
+            yield
+        finally:
+            await db.close_pool(app.state.pool)
+
+    app = FastAPI(
+        title="crud-master inventory",
+        version="0.1.0",
+        redirect_slashes=False,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,  # the public Swagger UI (offline) is the gateway's
+        redoc_url=None,
+        # FastAPI's native OpenTelemetry hooks cost ~20 µs per request (environment look-ups
+        # included) even with no provider configured; this service exports no telemetry.
+        telemetry=NO_TELEMETRY,
+    )
+    install_handlers(app)
+    for path, method, endpoint, options in _ROUTES:
+        # Each route answers with and without a trailing slash (the latter hidden from the
+        # schema), never with a redirect.
+        for variant, in_schema in ((path, True), (path + "/", False)):
+            app.router.add_api_route(
+                variant, endpoint, methods=[method], include_in_schema=in_schema, **options
+            )
+    return app
+
+
+app = create_app()

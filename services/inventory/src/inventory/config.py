@@ -1,0 +1,47 @@
+"""Typed settings read from the environment and the repository's .env (see .env.example)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "generate-me"
+
+
+class Settings(BaseSettings):
+    """Inventory settings; field names are the env var names (case-insensitive, no prefix)."""
+
+    model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
+
+    app_env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    inventory_host: str = "0.0.0.0"
+    inventory_port: int = Field(default=8080, ge=1, le=65535)
+    inventory_workers: int = Field(default=2, ge=1)
+
+    inventory_db_host: str = "127.0.0.1"
+    inventory_db_port: int = Field(default=5432, ge=1, le=65535)
+    inventory_db_name: str = "movies"
+    inventory_db_user: str = "movies_user"
+    inventory_db_password: SecretStr
+    # Connections each worker opens at start-up, and the most it keeps.
+    inventory_db_pool_min_size: int = Field(default=2, ge=0)
+    inventory_db_pool_max_size: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.inventory_db_pool_min_size > self.inventory_db_pool_max_size:
+            raise ValueError("INVENTORY_DB_POOL_MIN_SIZE exceeds INVENTORY_DB_POOL_MAX_SIZE")
+        if (
+            self.app_env == "production"
+            and self.inventory_db_password.get_secret_value() == PLACEHOLDER_SECRET
+        ):
+            raise ValueError("INVENTORY_DB_PASSWORD is still the placeholder 'generate-me'")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,180 @@
+"""Repository functions against the real test database."""
+
+import asyncpg
+import pytest
+
+from inventory import db, repository
+from inventory.errors import MovieNotFound
+
+
+async def add(pool: asyncpg.Pool, *titles: str) -> list[repository.Movie]:
+    return [await repository.create_movie(pool, title, f"about {title}") for title in titles]
+
+
+def titles(page: repository.Page) -> list[str]:
+    return [movie["title"] for movie in page.items]
+
+
+async def test_create_then_get_returns_the_stored_row(pool: asyncpg.Pool) -> None:
+    created = await repository.create_movie(pool, "Dune", "spice")
+    assert created == {"id": created["id"], "title": "Dune", "description": "spice"}
+    assert await repository.get_movie(pool, created["id"]) == created
+
+
+async def test_ids_increase(pool: asyncpg.Pool) -> None:
+    first, second = await add(pool, "A", "B")
+    assert second["id"] > first["id"]
+
+
+async def test_get_missing_raises_not_found(pool: asyncpg.Pool) -> None:
+    with pytest.raises(MovieNotFound, match="movie 42 not found"):
+        await repository.get_movie(pool, 42)
+
+
+async def test_replace_overwrites_both_fields(pool: asyncpg.Pool) -> None:
+    (movie,) = await add(pool, "Old")
+    replaced = await repository.replace_movie(pool, movie["id"], "New", "fresh")
+    assert replaced == {"id": movie["id"], "title": "New", "description": "fresh"}
+    assert await repository.get_movie(pool, movie["id"]) == replaced
+
+
+async def test_replace_missing_raises_not_found(pool: asyncpg.Pool) -> None:
+    with pytest.raises(MovieNotFound):
+        await repository.replace_movie(pool, 7, "x", "y")
+
+
+async def test_delete_removes_only_that_movie(pool: asyncpg.Pool) -> None:
+    gone, kept = await add(pool, "Gone", "Kept")
+    await repository.delete_movie(pool, gone["id"])
+    with pytest.raises(MovieNotFound):
+        await repository.get_movie(pool, gone["id"])
+    assert await repository.get_movie(pool, kept["id"]) == kept
+    with pytest.raises(MovieNotFound):
+        await repository.delete_movie(pool, gone["id"])
+
+
+async def test_delete_all_empties_the_table(pool: asyncpg.Pool) -> None:
+    await add(pool, "A", "B", "C")
+    await repository.delete_all_movies(pool)
+    assert await repository.list_movies(pool, None, 100, 0) == repository.Page([], 0)
+
+
+async def test_list_is_ordered_by_id(pool: asyncpg.Pool) -> None:
+    first, *rest = await add(pool, "film C", "film A", "film B")
+    # An update writes a new row version at the end of the heap: without ORDER BY id a
+    # scan would now return the first movie last.
+    first = await repository.replace_movie(pool, first["id"], "film C2", "moved")
+    page = await repository.list_movies(pool, None, 100, 0)
+    assert page == repository.Page([first, *rest], 3)
+    assert await repository.list_movies(pool, "FILM", 100, 0) == page
+
+
+class CountingExecutor:
+    """Passes queries to the pool and remembers them."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.queries: list[str] = []
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        self.queries.append(query)
+        return await self.pool.fetch(query, *args)
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        self.queries.append(query)
+        return await self.pool.fetchval(query, *args)
+
+
+@pytest.mark.parametrize(
+    ("title", "limit", "offset", "counts"),
+    [
+        (None, 10, 0, False),  # short first page: its length is the total
+        ("m", 10, 0, False),
+        (None, 2, 4, False),  # short last page: offset + length
+        (None, 2, 0, True),  # full page: more may follow
+        ("m", 2, 0, True),
+        (None, 2, 9, True),  # past the end: nothing on the page tells
+    ],
+)
+async def test_list_counts_only_when_the_page_cannot_tell(
+    pool: asyncpg.Pool, title: str | None, limit: int, offset: int, counts: bool
+) -> None:
+    await add(pool, "m1", "m2", "m3", "m4", "m5")
+    executor = CountingExecutor(pool)
+    page = await repository.list_movies(executor, title, limit, offset)  # type: ignore[arg-type]
+    assert page.total == 5
+    assert any("count(*)" in query for query in executor.queries) is counts
+
+
+@pytest.mark.parametrize(
+    ("limit", "offset", "expected_titles"),
+    [
+        (2, 0, ["m1", "m2"]),  # full page: total counted
+        (2, 4, ["m5"]),  # short last page: total = offset + rows
+        (5, 0, ["m1", "m2", "m3", "m4", "m5"]),  # exactly everything in a full page
+        (10, 0, ["m1", "m2", "m3", "m4", "m5"]),  # short first page
+        (2, 5, []),  # past the end: total still counted
+        (2, 50, []),
+    ],
+)
+async def test_list_pages_report_the_full_total(
+    pool: asyncpg.Pool, limit: int, offset: int, expected_titles: list[str]
+) -> None:
+    await add(pool, "m1", "m2", "m3", "m4", "m5")
+    page = await repository.list_movies(pool, None, limit, offset)
+    assert titles(page) == expected_titles
+    assert page.total == 5
+
+
+async def test_total_of_an_empty_table_is_zero(pool: asyncpg.Pool) -> None:
+    assert await repository.list_movies(pool, None, 10, 0) == repository.Page([], 0)
+    assert await repository.list_movies(pool, "x", 10, 3) == repository.Page([], 0)
+
+
+async def test_search_is_a_case_insensitive_substring(pool: asyncpg.Pool) -> None:
+    await add(pool, "The Matrix", "MATRIX Reloaded", "Amatrix", "Dune")
+    page = await repository.list_movies(pool, "maTRix", 100, 0)
+    assert titles(page) == ["The Matrix", "MATRIX Reloaded", "Amatrix"]
+    assert page.total == 3
+
+
+async def test_search_total_counts_only_matches(pool: asyncpg.Pool) -> None:
+    await add(pool, "star 1", "other", "Star 2", "STAR 3", "none")
+    page = await repository.list_movies(pool, "star", 2, 0)
+    assert titles(page) == ["star 1", "Star 2"]
+    assert page.total == 3
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("100%", ["100% Love"]),  # % is not a wildcard
+        ("a_b", ["a_b"]),  # _ is not a wildcard
+        ("\\", ["back\\slash"]),  # a backslash is literal, not an escape
+        ("%", ["100% Love"]),
+        ("_", ["a_b"]),
+    ],
+)
+async def test_search_takes_wildcards_literally(
+    pool: asyncpg.Pool, search: str, expected: list[str]
+) -> None:
+    await add(pool, "100% Love", "1000 Love", "a_b", "axb", "back\\slash", "backslash")
+    assert titles(await repository.list_movies(pool, search, 100, 0)) == expected
+
+
+def test_contains_pattern_escapes_like_metacharacters() -> None:
+    assert repository.contains_pattern("a%b_c\\d") == "%a\\%b\\_c\\\\d%"
+
+
+async def test_transaction_rolls_back_on_error(pool: asyncpg.Pool) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction(pool) as conn:
+            await repository.create_movie(conn, "Never", "committed")
+            raise RuntimeError("boom")
+    assert (await repository.list_movies(pool, None, 10, 0)).total == 0
+
+
+async def test_transaction_commits_on_success(pool: asyncpg.Pool) -> None:
+    async with db.transaction(pool) as conn:
+        movie = await repository.create_movie(conn, "Kept", "committed")
+    assert await repository.get_movie(pool, movie["id"]) == movie
