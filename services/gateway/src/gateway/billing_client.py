@@ -1,0 +1,41 @@
+"""Asks billing for a stored order through the shared aiohttp session."""
+
+import logging
+from uuid import UUID
+
+import aiohttp
+
+from .errors import BillingBadAnswer, BillingTimedOut, BillingUnreachable, OrderNotFound
+
+log = logging.getLogger(__name__)
+
+
+class BillingClient:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self._base = base_url.rstrip("/")
+        self._session = session
+
+    async def get_order(self, order_id: str) -> bytes:
+        """The stored order as billing's JSON bytes (relayed, not re-parsed)."""
+        try:
+            canonical = str(UUID(order_id))
+        except ValueError:
+            raise OrderNotFound from None  # never stored: no need to ask billing
+        url = f"{self._base}/api/orders/{canonical}"
+        try:
+            async with self._session.get(url, allow_redirects=False) as response:
+                body = await response.read()
+                status = response.status
+        except aiohttp.ServerTimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise BillingUnreachable from exc
+            raise BillingTimedOut from exc
+        except aiohttp.ClientError as exc:
+            log.warning("billing unreachable: %r", exc)
+            raise BillingUnreachable from exc
+        if status == 404:
+            raise OrderNotFound
+        if status != 200:
+            log.warning("billing answered %s for order %s", status, canonical)
+            raise BillingBadAnswer
+        return body

@@ -1,0 +1,65 @@
+"""Gateway settings: one typed object read from the environment and `.env`."""
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "generate-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
+
+    APP_ENV: Literal["development", "production"] = "development"
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    GATEWAY_HOST: str = "0.0.0.0"
+    GATEWAY_PORT: int = Field(default=8082, ge=0, le=65535)
+    GATEWAY_WORKERS: int = Field(default=1, ge=1)
+    INVENTORY_URLS: str = "http://127.0.0.1:8080"
+    BILLING_URL: str = "http://127.0.0.1:8081"
+    GATEWAY_CONNECT_TIMEOUT: float = Field(default=1.0, gt=0)
+    GATEWAY_UPSTREAM_TIMEOUT: float = Field(default=10.0, gt=0)
+    GATEWAY_PUBLISH_TIMEOUT: float = Field(default=5.0, gt=0)
+    # Client that forwards /api/movies: "raw" (httptools, fast) or "aiohttp" (shared session).
+    GATEWAY_PROXY_CLIENT: Literal["raw", "aiohttp"] = "raw"
+
+    RABBITMQ_HOST: str = "127.0.0.1"
+    RABBITMQ_PORT: int = Field(default=5672, ge=1, le=65535)
+    RABBITMQ_VHOST: str = "crud_master"
+    RABBITMQ_USER: str = "crud_master"
+    RABBITMQ_PASSWORD: str
+    BILLING_QUEUE: str = "billing_queue"
+
+    @field_validator("INVENTORY_URLS", "BILLING_URL")
+    @classmethod
+    def _http_urls(cls, value: str) -> str:
+        urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+        if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
+            raise ValueError("expected comma-separated http(s):// URLs")
+        return ",".join(urls)
+
+    @model_validator(mode="after")
+    def _no_placeholder_in_production(self) -> "Settings":
+        if self.APP_ENV == "production" and self.RABBITMQ_PASSWORD == PLACEHOLDER_SECRET:
+            raise ValueError("RABBITMQ_PASSWORD is the placeholder 'generate-me'")
+        return self
+
+    @property
+    def inventory_urls(self) -> list[str]:
+        return self.INVENTORY_URLS.split(",")
+
+    @property
+    def amqp_url(self) -> str:
+        user = quote(self.RABBITMQ_USER, safe="")
+        password = quote(self.RABBITMQ_PASSWORD, safe="")
+        vhost = quote(self.RABBITMQ_VHOST, safe="")
+        return f"amqp://{user}:{password}@{self.RABBITMQ_HOST}:{self.RABBITMQ_PORT}/{vhost}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

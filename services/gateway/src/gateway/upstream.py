@@ -1,0 +1,537 @@
+"""HTTP/1.1 clients the movies proxy forwards with: one exchange with one upstream per call.
+
+`RawUpstreamClient` (default) is a small keep-alive client on asyncio protocols and httptools (the
+parser uvicorn uses): request heads are written as the bytes the client sent, responses are parsed
+once and relayed. Measured here, it costs ~25 µs of CPU per request against ~110 µs for an aiohttp
+`ClientSession.request`: the difference the 0.8x-of-inventory throughput target on two cores
+needs. `AiohttpUpstreamClient` does the same through the shared aiohttp session
+(GATEWAY_PROXY_CLIENT=aiohttp).
+
+Both raise the same errors so the proxy's retry rules do not depend on the client:
+`ConnectFailed` (nothing was sent), `Disconnected` (the request may have been received),
+`TimedOut` (no answer in time).
+"""
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import aiohttp
+import httptools
+from yarl import URL
+
+Headers = list[tuple[bytes, bytes]]
+Body = bytes | AsyncIterator[bytes] | None
+
+# RFC 9110 §7.6.1 hop-by-hop headers (lower-case names), plus any Proxy-* and those named in
+# Connection: never forwarded in either direction.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+)
+
+
+def connection_tokens(values: list[bytes]) -> set[bytes]:
+    return {t.strip().lower() for value in values for t in value.split(b",")}
+
+
+def without_hop_by_hop(headers: Headers) -> Headers:
+    named = connection_tokens([v for n, v in headers if n == b"connection"])
+    return [
+        (n, v)
+        for n, v in headers
+        if n not in HOP_BY_HOP and not n.startswith(b"proxy-") and n not in named
+    ]
+
+
+# Response bytes buffered before reading from the upstream pauses (backpressure).
+HIGH_WATER = 256 * 1024
+# Response bodies up to this size (by Content-Length) are relayed whole, larger ones streamed.
+SMALL_BODY = 64 * 1024
+# Idle keep-alive connections kept per upstream.
+MAX_IDLE = 512
+
+
+class UpstreamError(Exception):
+    pass
+
+
+class ConnectFailed(UpstreamError):
+    """Refused, DNS failure or connect timeout: the request never left."""
+
+
+class Disconnected(UpstreamError):
+    """The connection broke after the request was (maybe) sent."""
+
+    def __init__(self, reused: bool = False) -> None:
+        super().__init__("upstream closed the connection")
+        self.reused = reused  # a pooled keep-alive connection that had gone stale
+
+
+class TimedOut(UpstreamError):
+    """No (complete) answer within the upstream timeout."""
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Headers  # raw (name, value) pairs, names lower-case
+    body: bytes | None  # the whole body when it had arrived with the headers
+
+    def iter_body(self) -> AsyncIterator[bytes]: ...
+
+    def release(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    async def exchange(
+        self, index: int, method: str, target: bytes, headers: Headers, body: Body
+    ) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class _Upstream:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = url.rstrip("/")
+        self.host = parts.hostname or "127.0.0.1"
+        self.ssl = parts.scheme == "https"
+        self.port = parts.port or (443 if self.ssl else 80)
+        self.host_header = parts.netloc.encode("idna")
+        self.idle: list[_Connection] = []
+
+
+class _Deadlines:
+    """Timeouts for in-flight exchanges, checked ten times a second by one timer.
+
+    Cheaper than a `call_later` + `cancel` per request (~3.5 µs here); a timeout fires at most
+    0.1 s late.
+    """
+
+    TICK = 0.1
+
+    def __init__(self) -> None:
+        self.waiting: set[_Connection] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, conn: "_Connection") -> None:
+        self.waiting.add(conn)
+        if self._handle is None:
+            self._handle = conn._loop.call_later(self.TICK, self._sweep, conn._loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in [c for c in self.waiting if c._deadline <= now]:
+            conn._on_timeout()
+        self._handle = loop.call_later(self.TICK, self._sweep, loop) if self.waiting else None
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; also the response being read on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadlines: _Deadlines) -> None:
+        self._loop = loop
+        self._deadlines = deadlines
+        self._deadline = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self.in_flight = False
+        self.head_only = False  # answering a HEAD: no body will follow
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._reading_paused = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: Headers = []
+        self.body: bytes | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._connection_header: list[bytes] = []
+        self._framed = False  # Content-Length or Transfer-Encoding seen
+        self._small = False  # a Content-Length body small enough to be relayed whole
+        self._headers_done = False
+        self._complete = False
+        self._interim = False
+        self._got_bytes = False
+        self._keep_alive = False
+        self._error: UpstreamError | None = None
+
+    # asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if not self.in_flight:  # bytes on an idle connection: never pair them with a request
+            self._close()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self._complete:
+                self._error = Disconnected()
+            self._close()  # also after an unasked-for second answer: never pooled again
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._lost()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # httptools callbacks: hop-by-hop headers are dropped as they are parsed ----------------------
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise ValueError("a second answer to one request")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
+            if name == b"connection":
+                self._connection_header.append(value)
+            elif name == b"transfer-encoding":
+                self._framed = True
+            return
+        if name == b"content-length":
+            self._framed = True
+            self._small = value.isdigit() and int(value) <= SMALL_BODY
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        if 100 <= self.status < 200:
+            self._interim = True  # 100 Continue & co: the real answer follows
+            self.headers = []
+            self._connection_header = []
+            return
+        self._headers_done = True
+        if self._connection_header:
+            named = connection_tokens(self._connection_header) - {b"keep-alive", b"close"}
+            if named:
+                self.headers = [h for h in self.headers if h[0] not in named]
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._complete = True
+        self._keep_alive = self._parser.should_keep_alive()
+
+    # internals ----------------------------------------------------------------------------------
+    def _lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._headers_done and not self._complete and not self._error:
+            if self._framed:
+                self._error = Disconnected()
+            else:
+                self._complete = True  # a body delimited by the end of the connection
+        elif not self._headers_done and not self._error:
+            self._error = Disconnected(reused=self.reused and not self._got_bytes)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _on_timeout(self) -> None:
+        self._deadlines.waiting.discard(self)
+        if self._waiter is not None and not self._waiter.done():
+            self._error = TimedOut()
+            self._waiter.set_result(None)
+        self._close()
+
+    async def _wait(self, deadline: float) -> None:
+        self._waiter = self._loop.create_future()
+        self._deadline = deadline
+        self._deadlines.add(self)
+        try:
+            await self._waiter
+        finally:
+            self._deadlines.waiting.discard(self)
+            self._waiter = None
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def stream(self, body: AsyncIterator[bytes], chunked: bool) -> None:
+        assert self.transport is not None
+        async for chunk in body:
+            if self.closed:
+                return
+            self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if self._write_paused:
+                self._drain = self._loop.create_future()
+                await self._drain
+        if chunked and not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+
+    def _head_ready(self) -> bool:
+        # A small body is awaited too (it follows its head closely; uvicorn writes them apart):
+        # the proxy then relays head and body in one go instead of streaming them.
+        return (
+            self._complete
+            or self._error is not None
+            or (self._headers_done and (not self._small or self.head_only))
+        )
+
+    async def read_head(self, seconds: float) -> None:
+        if not self._head_ready():
+            self._deadline = self._loop.time() + seconds
+            self._deadlines.add(self)
+            try:
+                while not self._head_ready():
+                    self._waiter = self._loop.create_future()
+                    await self._waiter
+            finally:
+                self._deadlines.waiting.discard(self)
+                self._waiter = None
+        if self._error is not None and not self._complete:
+            raise self._error  # nothing relayed yet: the proxy can still answer 502/504
+        if self._complete:
+            chunks = self._chunks
+            self.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = []
+
+    async def iter_chunks(self, seconds: float) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                data = b"".join(self._chunks)
+                self._chunks = []
+                self._buffered = 0
+                if self._reading_paused and self.transport is not None:
+                    self._reading_paused = False
+                    self.transport.resume_reading()
+                yield data
+                continue
+            if self._complete:
+                return
+            if self._error is not None:
+                raise self._error
+            await self._wait(self._loop.time() + seconds)  # the body continues
+
+
+class _RawResponse:
+    __slots__ = ("_client", "_conn", "_upstream", "body", "headers", "status")
+
+    def __init__(self, client: "RawUpstreamClient", upstream: _Upstream, conn: _Connection) -> None:
+        self._client = client
+        self._upstream = upstream
+        self._conn = conn
+        self.status = conn.status
+        self.headers = conn.headers
+        self.body = conn.body
+
+    def iter_body(self) -> AsyncIterator[bytes]:
+        return self._conn.iter_chunks(self._client.read_timeout)
+
+    def release(self) -> None:
+        conn = self._conn
+        conn.in_flight = False
+        if conn._complete and conn._keep_alive and not conn.closed and not conn._error:
+            conn._reset()
+            conn.reused = True
+            idle = self._upstream.idle
+            if len(idle) < MAX_IDLE:
+                idle.append(conn)
+                return
+        conn._close()
+
+
+class RawUpstreamClient:
+    def __init__(self, urls: list[str], connect_timeout: float, read_timeout: float) -> None:
+        self.upstreams = [_Upstream(u) for u in urls]
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._deadlines = _Deadlines()
+        self._ssl = ssl.create_default_context() if any(u.ssl for u in self.upstreams) else None
+
+    async def _acquire(self, upstream: _Upstream) -> _Connection:
+        idle = upstream.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop, self._deadlines),
+                    upstream.host,
+                    upstream.port,
+                    ssl=self._ssl if upstream.ssl else None,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"{upstream.url}: {exc!r}") from exc
+        return conn
+
+    async def exchange(
+        self, index: int, method: str, target: bytes, headers: Headers, body: Body
+    ) -> _RawResponse:
+        upstream = self.upstreams[index]
+        conn = await self._acquire(upstream)
+        chunked = False
+        parts = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", upstream.host_header]
+        for name, value in headers:
+            parts += (b"\r\n", name, b": ", value)
+            if name == b"transfer-encoding":
+                chunked = True
+        parts.append(b"\r\n\r\n")
+        if isinstance(body, bytes):
+            parts.append(body)
+        conn.in_flight = True
+        conn.head_only = method == "HEAD"
+        try:
+            conn.write(b"".join(parts))
+            if body is not None and not isinstance(body, bytes):
+                await conn.stream(body, chunked)
+            await conn.read_head(self.read_timeout)
+        except Disconnected as exc:
+            conn._close()
+            if exc.reused:
+                self._drop_idle(upstream)  # its siblings are likely stale too
+            raise
+        except BaseException:
+            conn._close()
+            raise
+        if method == "HEAD" and not conn._complete:
+            # httptools cannot be told a HEAD answer has no body: use the connection once.
+            conn._complete, conn._keep_alive, conn.body = True, False, b""
+        return _RawResponse(self, upstream, conn)
+
+    @staticmethod
+    def _drop_idle(upstream: _Upstream) -> None:
+        idle, upstream.idle = upstream.idle, []
+        for conn in idle:
+            conn._close()
+
+    async def close(self) -> None:
+        self._deadlines.cancel()
+        for upstream in self.upstreams:
+            self._drop_idle(upstream)
+
+
+class _AiohttpResponse:
+    __slots__ = ("_response", "body", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, body: bytes | None) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = without_hop_by_hop([(n.lower(), v) for n, v in response.raw_headers])
+        self.body = body
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except aiohttp.ServerTimeoutError as exc:
+            raise TimedOut from exc
+        except aiohttp.ClientError as exc:
+            raise Disconnected from exc
+
+    def release(self) -> None:
+        self._response.release()
+
+
+class AiohttpUpstreamClient:
+    """The same exchange through the shared aiohttp session (its pool, its timeouts)."""
+
+    def __init__(self, urls: list[str], session: aiohttp.ClientSession) -> None:
+        self.urls = [u.rstrip("/") for u in urls]
+        self.session = session
+
+    async def exchange(
+        self, index: int, method: str, target: bytes, headers: Headers, body: Body
+    ) -> _AiohttpResponse:
+        url = URL(self.urls[index] + target.decode("latin-1"), encoded=True)
+        str_headers = [  # aiohttp frames a streamed body itself
+            (n.decode("latin-1"), v.decode("latin-1"))
+            for n, v in headers
+            if n != b"transfer-encoding"
+        ]
+        try:
+            response = await self.session.request(
+                method, url, headers=str_headers, data=body, allow_redirects=False
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ConnectFailed(repr(exc)) from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise TimedOut from exc
+        except aiohttp.ClientError as exc:  # aiohttp already retried a stale connection once
+            raise Disconnected from exc
+        content = None
+        length = response.content_length
+        if method == "HEAD" or (length is not None and length <= SMALL_BODY):
+            try:
+                content = await response.read()
+            except aiohttp.ServerTimeoutError as exc:
+                response.close()
+                raise TimedOut from exc
+            except aiohttp.ClientError as exc:
+                response.close()
+                raise Disconnected from exc
+        return _AiohttpResponse(response, content)
+
+    async def close(self) -> None:
+        pass  # the session belongs to the app's lifespan
+
+
+def new_session(connect_timeout: float, upstream_timeout: float) -> aiohttp.ClientSession:
+    """The one shared client session (inventory proxy, billing lookups, health checks)."""
+    connector = aiohttp.TCPConnector(
+        limit=0,  # one upstream connection per in-flight request; clients bound concurrency
+        keepalive_timeout=4.0,  # below uvicorn's 5 s idle close: avoids reusing a closing socket
+        enable_cleanup_closed=False,
+        ttl_dns_cache=60,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=upstream_timeout,
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        raise_for_status=False,
+        trust_env=False,
+    )

@@ -1,0 +1,170 @@
+"""/health, the offline Swagger UI, the OpenAPI document, JSON 404/405, settings."""
+
+import asyncio
+import re
+import time
+
+import pytest
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.config import Settings
+
+
+async def test_health_ok_names_every_dependency(gateway_factory, inventory, poll):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+        await poll(lambda: gw.publisher.connected, 10, "the broker connection")
+        response = await gw.client.get("/health")
+        slash = await gw.client.get("/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "broker": "ok", "inventory": "ok"}
+    assert slash.status_code == 200
+
+
+async def test_health_503_when_inventory_is_down(gateway_factory, unused_port, poll):
+    async with gateway_factory(INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}") as gw:
+        await poll(lambda: gw.publisher.connected, 10, "the broker connection")
+        response = await gw.client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "error": "inventory unreachable",
+        "broker": "ok",
+        "inventory": "unreachable",
+    }
+
+
+async def test_health_503_when_the_broker_is_down(gateway_factory, inventory, unused_port):
+    async with gateway_factory(INVENTORY_URLS=inventory.url, RABBITMQ_PORT=unused_port()) as gw:
+        response = await gw.client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["broker"] == "unreachable"
+    assert body["inventory"] == "ok"
+    assert body["error"] == "broker unreachable"
+
+
+async def test_health_answers_within_2s_when_inventory_hangs(gateway_factory):
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/health", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with gateway_factory(
+            INVENTORY_URLS=f"http://127.0.0.1:{runner.addresses[0][1]}"
+        ) as gw:
+            started = time.monotonic()
+            response = await gw.client.get("/health")
+            elapsed = time.monotonic() - started
+    finally:
+        await runner.cleanup()
+    assert response.status_code == 503
+    assert response.json()["inventory"] == "unreachable"
+    assert elapsed < 2
+
+
+@pytest.mark.parametrize("path", ["/docs", "/docs/"])
+async def test_swagger_ui_uses_local_assets_only(gateway_factory, path):
+    async with gateway_factory() as gw:
+        page = await gw.client.get(path)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        html = page.text
+        assert not re.search(r"https?://", html), "the page must not load anything remote"
+        assets = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)['"]""", html)
+        assert any(a.endswith(".js") for a in assets)
+        assert any(a.endswith(".css") for a in assets)
+        assert "/openapi.json" in html
+        for asset in assets:
+            response = await gw.client.get(asset)
+            assert response.status_code == 200, asset
+            assert response.content, asset
+
+
+async def test_openapi_documents_movies_and_billing(gateway_factory):
+    async with gateway_factory() as gw:
+        response = await gw.client.get("/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    assert set(paths["/api/movies"]) == {"get", "post", "delete"}
+    assert set(paths["/api/movies/{id}"]) == {"get", "put", "delete"}
+    assert set(paths["/api/billing"]) == {"post"}
+    assert set(paths["/api/billing/{order_id}"]) == {"get"}
+    assert "get" in paths["/health"]
+    assert not any(path.endswith("/") for path in paths)  # slash variants stay undocumented
+
+    schemas = doc["components"]["schemas"]
+    assert {"Movie", "MovieCreate", "Error", "OrderCreate", "OrderAccepted"} <= set(schemas)
+
+    listing = paths["/api/movies"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"title", "limit", "offset"}
+    assert {"X-Total-Count", "Link"} <= set(listing["responses"]["200"]["headers"])
+    assert {"200", "422", "502", "504"} <= set(listing["responses"])
+    create = paths["/api/movies"]["post"]
+    assert "Location" in create["responses"]["201"]["headers"]
+    assert {"201", "400", "422", "502", "504"} <= set(create["responses"])
+    assert "204" in paths["/api/movies"]["delete"]["responses"]
+    one = paths["/api/movies/{id}"]
+    assert {"200", "404", "502", "504"} <= set(one["get"]["responses"])
+    assert {"200", "400", "404", "422"} <= set(one["put"]["responses"])
+    assert {"204", "404"} <= set(one["delete"]["responses"])
+
+    order = paths["/api/billing"]["post"]
+    assert {"200", "400", "422", "503"} <= set(order["responses"])
+    assert order["responses"]["503"]["content"]["application/json"]["example"] == {
+        "error": "message broker unavailable"
+    }
+    lookup = paths["/api/billing/{order_id}"]["get"]
+    assert {"200", "404", "503", "504"} <= set(lookup["responses"])
+    # Only our error shape is documented, not FastAPI's default validation error.
+    assert "HTTPValidationError" not in schemas
+
+
+async def test_unknown_route_and_wrong_method_are_json(gateway_factory):
+    async with gateway_factory() as gw:
+        missing = await gw.client.get("/nope")
+        wrong = await gw.client.put("/health")
+        wrong_billing = await gw.client.get("/api/billing")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not found"}
+    assert wrong.status_code == 405
+    assert wrong.json() == {"error": "method not allowed"}
+    assert wrong_billing.status_code == 405
+    assert "date" in missing.headers  # the gateway's own answers carry a Date
+
+
+def test_settings_defaults_follow_the_contract(monkeypatch):
+    for name in ("GATEWAY_PORT", "GATEWAY_WORKERS", "BILLING_QUEUE", "GATEWAY_PROXY_CLIENT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None, RABBITMQ_PASSWORD="x")
+    assert settings.GATEWAY_PORT == 8082
+    assert settings.GATEWAY_WORKERS == 1
+    assert settings.BILLING_QUEUE == "billing_queue"
+    assert settings.GATEWAY_PROXY_CLIENT == "raw"
+
+
+def test_settings_split_inventory_urls_and_quote_amqp_credentials():
+    settings = Settings(
+        _env_file=None,
+        INVENTORY_URLS=" http://a:1/ , http://b:2",
+        RABBITMQ_USER="u@x",
+        RABBITMQ_PASSWORD="p/w:d",
+        RABBITMQ_VHOST="/",
+        RABBITMQ_HOST="h",
+        RABBITMQ_PORT=5,
+    )
+    assert settings.inventory_urls == ["http://a:1", "http://b:2"]
+    assert settings.amqp_url == "amqp://u%40x:p%2Fw%3Ad@h:5/%2F"
+
+
+def test_production_refuses_the_placeholder_password():
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, APP_ENV="production", RABBITMQ_PASSWORD="generate-me")
+    Settings(_env_file=None, APP_ENV="development", RABBITMQ_PASSWORD="generate-me")

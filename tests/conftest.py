@@ -1,0 +1,56 @@
+"""Fixtures shared by tests/e2e and tests/api: the real platform on the test ports, and
+handles on its databases and queue (all described by .env.test, loaded by the root conftest)."""
+
+import os
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+
+from platform_processes import SERVICES, Platform, base_url, broker_url, database_dsn, migrate
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    for service in ("inventory", "billing"):
+        migrate(service)
+    running = Platform(tmp_path_factory.mktemp("logs"))
+    try:
+        for service in SERVICES:
+            running.start(service)
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+async def gateway(platform):
+    async with httpx.AsyncClient(base_url=base_url("gateway"), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def movies_db():
+    connection = await asyncpg.connect(database_dsn("INVENTORY"))
+    await connection.execute("TRUNCATE movies RESTART IDENTITY")
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def orders_db():
+    connection = await asyncpg.connect(database_dsn("BILLING"))
+    await connection.execute("TRUNCATE orders RESTART IDENTITY")
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def billing_queue():
+    connection = await aio_pika.connect(broker_url())
+    channel = await connection.channel()
+    queue = await channel.declare_queue(os.environ["BILLING_QUEUE"], durable=True)
+    await queue.purge()
+    yield queue
+    await connection.close()

@@ -1,0 +1,90 @@
+"""Orders through the gateway, RabbitMQ and the billing consumer, all real processes."""
+
+import uuid
+
+import pytest
+
+from platform_processes import eventually
+
+
+async def stored_order(orders_db, order_id: str):
+    return await orders_db.fetchrow("SELECT * FROM orders WHERE order_id = $1", uuid.UUID(order_id))
+
+
+async def test_an_order_is_stored_and_can_be_looked_up(gateway, orders_db, billing_queue):
+    response = await gateway.post(
+        "/api/billing", json={"user_id": "3", "number_of_items": "5", "total_amount": "20.5"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["message"] == "Message posted"
+    order_id = body["order_id"]
+
+    async def looked_up():
+        found = await gateway.get(f"/api/billing/{order_id}/")
+        return found if found.status_code == 200 else None
+
+    order = (await eventually(looked_up, within=10, message="order visible")).json()
+    assert order["user_id"] == 3
+    assert order["number_of_items"] == 5
+    assert order["total_amount"] == "20.50"
+    row = await stored_order(orders_db, order_id)
+    assert str(row["total_amount"]) == "20.50"
+
+
+async def test_orders_sent_while_billing_is_down_are_stored_when_it_returns(
+    platform, gateway, orders_db, billing_queue
+):
+    platform.stop("billing")
+    try:
+        response = await gateway.post(
+            "/api/billing/", json={"user_id": 1, "number_of_items": 2, "total_amount": 9.99}
+        )
+        assert response.status_code == 200
+        order_id = response.json()["order_id"]
+        assert await stored_order(orders_db, order_id) is None
+        assert (await gateway.get(f"/api/billing/{order_id}")).status_code == 503
+    finally:
+        platform.start("billing")
+
+    async def stored():
+        return await stored_order(orders_db, order_id)
+
+    row = await eventually(stored, within=15, message="queued order stored after restart")
+    assert (row["user_id"], row["number_of_items"], str(row["total_amount"])) == (1, 2, "9.99")
+    assert await orders_db.fetchval("SELECT count(*) FROM orders") == 1
+
+
+async def test_unknown_order_is_404(gateway, orders_db):
+    response = await gateway.get(f"/api/billing/{uuid.uuid4()}")
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"number_of_items": 1, "total_amount": 5},
+        {"user_id": "abc", "number_of_items": 1, "total_amount": 5},
+        {"user_id": 1, "number_of_items": 0, "total_amount": 5},
+        {"user_id": 1, "number_of_items": 1, "total_amount": -1},
+        {"user_id": 1, "number_of_items": 1, "total_amount": "1.001"},
+    ],
+)
+async def test_invalid_orders_are_refused_and_never_queued(gateway, billing_queue, body):
+    response = await gateway.post("/api/billing", json=body)
+    assert response.status_code == 422
+    assert isinstance(response.json()["error"], str)
+    declared = await billing_queue.channel.declare_queue(billing_queue.name, passive=True)
+    assert declared.declaration_result.message_count == 0
+
+
+async def test_gateway_health_and_offline_docs(gateway):
+    health = await gateway.get("/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    docs = await gateway.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn.jsdelivr" not in docs.text
+    spec = (await gateway.get("/openapi.json")).json()
+    assert {"/api/movies", "/api/billing"} <= set(spec["paths"])

@@ -1,0 +1,92 @@
+"""Movies through the gateway only, against the real inventory process and PostgreSQL."""
+
+import time
+
+import pytest
+
+
+async def test_movie_lifecycle_through_the_gateway(gateway, movies_db):
+    created = await gateway.post(
+        "/api/movies", json={"title": "  Alien ", "description": "In space"}
+    )
+    assert created.status_code == 201
+    movie = created.json()
+    assert movie == {"id": movie["id"], "title": "Alien", "description": "In space"}
+    assert created.headers["location"] == f"/api/movies/{movie['id']}"
+
+    fetched = await gateway.get(f"/api/movies/{movie['id']}/")
+    assert fetched.status_code == 200
+    assert fetched.json() == movie
+
+    replaced = await gateway.put(
+        f"/api/movies/{movie['id']}", json={"title": "Aliens", "description": "Sequel"}
+    )
+    assert replaced.status_code == 200
+    assert replaced.json()["title"] == "Aliens"
+    assert await movies_db.fetchval("SELECT title FROM movies WHERE id = $1", movie["id"]) == (
+        "Aliens"
+    )
+
+    deleted = await gateway.delete(f"/api/movies/{movie['id']}")
+    assert deleted.status_code == 204
+    missing = await gateway.get(f"/api/movies/{movie['id']}")
+    assert missing.status_code == 404
+    assert "error" in missing.json()
+
+
+async def test_search_pagination_and_delete_all(gateway, movies_db):
+    for title in ("The Matrix", "Matrix Reloaded", "100% Matrix", "Heat"):
+        response = await gateway.post("/api/movies/", json={"title": title, "description": ""})
+        assert response.status_code == 201
+
+    found = await gateway.get("/api/movies", params={"title": "matrix", "limit": 2})
+    assert found.status_code == 200
+    assert [m["title"] for m in found.json()] == ["The Matrix", "Matrix Reloaded"]
+    assert found.headers["x-total-count"] == "3"
+    assert 'rel="next"' in found.headers["link"]
+
+    literal = await gateway.get("/api/movies/", params={"title": "100%"})
+    assert [m["title"] for m in literal.json()] == ["100% Matrix"]
+
+    assert (await gateway.delete("/api/movies")).status_code == 204
+    assert (await gateway.get("/api/movies")).json() == []
+    assert await movies_db.fetchval("SELECT count(*) FROM movies") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"description": "no title"}, 422),
+        ({"title": "   ", "description": "blank"}, 422),
+        ({"title": "x" * 256, "description": "long"}, 422),
+        ({"title": 12, "description": "number"}, 422),
+        ([1, 2], 422),
+    ],
+)
+async def test_bad_movies_get_a_json_4xx(gateway, movies_db, body, status):
+    response = await gateway.post("/api/movies", json=body)
+    assert response.status_code == status
+    assert isinstance(response.json()["error"], str)
+
+
+async def test_malformed_json_is_a_client_error(gateway, movies_db):
+    response = await gateway.post(
+        "/api/movies", content=b'{"title": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 422)
+    assert "error" in response.json()
+
+
+async def test_inventory_down_gives_a_quick_json_error(platform, gateway, movies_db):
+    platform.stop("inventory")
+    try:
+        started = time.monotonic()
+        response = await gateway.get("/api/movies")
+        elapsed = time.monotonic() - started
+        assert response.status_code in (502, 503)
+        assert "error" in response.json()
+        assert elapsed < 3
+        assert (await gateway.get("/health")).status_code == 503
+    finally:
+        platform.start("inventory")
+    assert (await gateway.get("/api/movies")).status_code == 200
