@@ -1,5 +1,8 @@
 """Starts the gateway with uvicorn: `python server.py` (cwd = this directory or the repo root)."""
 
+import os
+import tempfile
+
 import uvicorn
 
 from gateway.config import get_settings
@@ -9,6 +12,10 @@ from gateway.serving import UVICORN_OPTIONS
 
 def main() -> None:
     settings = get_settings()
+    if settings.GATEWAY_WORKERS > 1:
+        # Several workers: each writes its metrics here and /metrics sums them (metrics.py).
+        # A fresh directory per start, so counters never carry over from an earlier run.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,

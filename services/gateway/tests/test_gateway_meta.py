@@ -104,7 +104,7 @@ async def test_openapi_documents_movies_and_billing(gateway_factory):
     assert {"Movie", "MovieCreate", "Error", "OrderCreate", "OrderAccepted"} <= set(schemas)
 
     listing = paths["/api/movies"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"title", "limit", "offset"}
+    assert {p.get("name") for p in listing["parameters"]} == {"title", "limit", "offset", None}
     assert {"X-Total-Count", "Link"} <= set(listing["responses"]["200"]["headers"])
     assert {"200", "422", "502", "504"} <= set(listing["responses"])
     create = paths["/api/movies"]["post"]
@@ -127,6 +127,32 @@ async def test_openapi_documents_movies_and_billing(gateway_factory):
     assert "HTTPValidationError" not in schemas
 
 
+async def test_openapi_documents_request_ids_and_protections(gateway_factory):
+    async with gateway_factory() as gw:
+        doc = (await gw.client.get("/openapi.json")).json()
+    components = doc["components"]
+    assert components["parameters"]["RequestId"]["name"] == "X-Request-ID"
+    assert components["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": components["securitySchemes"]["apiKey"]["description"],
+    }
+    request_id = {"$ref": "#/components/headers/RequestId"}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            assert {"$ref": "#/components/parameters/RequestId"} in operation["parameters"]
+            for response in operation["responses"].values():
+                assert response["headers"]["X-Request-ID"] == request_id
+            codes = set(operation["responses"])
+            api = path.startswith("/api/")
+            assert ("429" in codes) == api, (path, method)
+            assert ("401" in codes) == (api and method != "get"), (path, method)
+            assert ("413" in codes) == ("requestBody" in operation), (path, method)
+            if "429" in codes:
+                assert "Retry-After" in operation["responses"]["429"]["headers"]
+    assert "/metrics" not in doc["paths"]
+
+
 async def test_unknown_route_and_wrong_method_are_json(gateway_factory):
     async with gateway_factory() as gw:
         missing = await gw.client.get("/nope")
@@ -141,13 +167,12 @@ async def test_unknown_route_and_wrong_method_are_json(gateway_factory):
 
 
 def test_settings_defaults_follow_the_contract(monkeypatch):
-    for name in ("GATEWAY_PORT", "GATEWAY_WORKERS", "BILLING_QUEUE", "GATEWAY_PROXY_CLIENT"):
+    for name in ("GATEWAY_PORT", "GATEWAY_WORKERS", "BILLING_QUEUE"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None, RABBITMQ_PASSWORD="x")
     assert settings.GATEWAY_PORT == 8082
     assert settings.GATEWAY_WORKERS == 1
     assert settings.BILLING_QUEUE == "billing_queue"
-    assert settings.GATEWAY_PROXY_CLIENT == "raw"
 
 
 def test_settings_split_inventory_urls_and_quote_amqp_credentials():

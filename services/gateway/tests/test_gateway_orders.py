@@ -252,10 +252,12 @@ STORED = {
 @pytest.fixture
 async def billing():
     asked: list[str] = []
+    request_ids: list[str | None] = []
 
     async def get_order(request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         asked.append(order_id)
+        request_ids.append(request.headers.get("X-Request-ID"))
         if order_id == "00000000-0000-4000-8000-000000000500":
             return web.json_response({"error": "internal error"}, status=500)
         if order_id == "00000000-0000-4000-8000-000000005100":
@@ -270,7 +272,9 @@ async def billing():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{runner.addresses[0][1]}", asked=asked)
+    yield SimpleNamespace(
+        url=f"http://127.0.0.1:{runner.addresses[0][1]}", asked=asked, request_ids=request_ids
+    )
     await runner.cleanup()
 
 
@@ -281,6 +285,7 @@ async def test_stored_order_is_relayed(gateway_factory, billing, suffix):
     assert response.status_code == 200
     assert response.json() == STORED
     assert billing.asked == [STORED["order_id"]]
+    assert billing.request_ids == [response.headers["x-request-id"]]  # the trace goes on
 
 
 async def test_unknown_order_is_404(gateway_factory, billing):

@@ -1,4 +1,4 @@
-"""The /api/movies pass-through, against stand-in inventories on 127.0.0.1 (both proxy clients)."""
+"""The /api/movies pass-through, against stand-in inventories on 127.0.0.1."""
 
 import asyncio
 import hashlib
@@ -9,11 +9,6 @@ import time
 import pytest
 
 UNREACHABLE = {"error": "inventory unreachable"}
-
-
-@pytest.fixture(params=["raw", "aiohttp"])
-def proxy_client(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 async def raw_request(url: str, request: bytes) -> tuple[bytes, list[tuple[str, str]], bytes]:
@@ -36,14 +31,10 @@ async def raw_request(url: str, request: bytes) -> tuple[bytes, list[tuple[str, 
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-async def test_method_path_query_and_body_arrive_verbatim(
-    gateway_factory, inventory, proxy_client, method
-):
+async def test_method_path_query_and_body_arrive_verbatim(gateway_factory, inventory, method):
     target = "/api/movies/42?title=a%20b&x=%2F&x=2&empty="
     body = b'{"title": "Alien", "description": "\xc3\xa9"}' if method != "GET" else b""
-    async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         response = await gw.client.request(method, target, content=body)
     assert response.status_code == 200
     echoed = response.json()
@@ -71,12 +62,8 @@ async def test_lookalike_paths_are_not_forwarded(gateway_factory, inventory):
     assert inventory.seen == []
 
 
-async def test_status_headers_and_body_come_back_untouched(
-    gateway_factory, inventory, proxy_client
-):
-    async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+async def test_status_headers_and_body_come_back_untouched(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         created = await gw.client.post("/api/movies/created", content=b"{}")
         gone = await gw.client.get("/api/movies/404?status=404")
         nothing = await gw.client.delete("/api/movies/nothing")
@@ -93,11 +80,9 @@ async def test_status_headers_and_body_come_back_untouched(
 
 
 async def test_hop_by_hop_request_headers_dropped_and_forwarded_headers_set(
-    gateway_factory, inventory, proxy_client
+    gateway_factory, inventory
 ):
-    async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         status, _, body = await raw_request(
             gw.url,
             b"GET /api/movies/1 HTTP/1.1\r\n"
@@ -137,7 +122,7 @@ async def test_hop_by_hop_request_headers_dropped_and_forwarded_headers_set(
 
 
 async def test_hop_by_hop_response_headers_dropped_and_the_rest_relayed_once(
-    gateway_factory, raw_upstream, proxy_client
+    gateway_factory, raw_upstream
 ):
     answer = (
         b"HTTP/1.1 200 OK\r\n"
@@ -154,7 +139,7 @@ async def test_hop_by_hop_response_headers_dropped_and_the_rest_relayed_once(
     )
     async with (
         raw_upstream(lambda head, body, i: answer) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url, GATEWAY_PROXY_CLIENT=proxy_client) as gw,
+        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
     ):
         status, headers, body = await raw_request(
             gw.url, b"GET /api/movies/1 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -171,9 +156,7 @@ async def test_hop_by_hop_response_headers_dropped_and_the_rest_relayed_once(
     assert [v for n, v in headers if n == "server"] == ["inventory-standin"]
 
 
-async def test_head_and_body_arriving_apart_are_relayed_whole(
-    gateway_factory, raw_upstream, proxy_client
-):
+async def test_head_and_body_arriving_apart_are_relayed_whole(gateway_factory, raw_upstream):
     parts = [
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n",
         b'{"id": 1,',
@@ -181,7 +164,7 @@ async def test_head_and_body_arriving_apart_are_relayed_whole(
     ]
     async with (
         raw_upstream(lambda head, body, i: parts) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url, GATEWAY_PROXY_CLIENT=proxy_client) as gw,
+        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
     ):
         responses = [await gw.client.get("/api/movies/1") for _ in range(3)]
     for response in responses:
@@ -190,7 +173,7 @@ async def test_head_and_body_arriving_apart_are_relayed_whole(
         assert response.json() == {"id": 1, "x": 2}
 
 
-async def test_a_small_body_that_never_comes_is_a_504(gateway_factory, raw_upstream, proxy_client):
+async def test_a_small_body_that_never_comes_is_a_504(gateway_factory, raw_upstream):
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
     parts = [head, *[b""] * 30, b"0123456789"]  # the body ~1.5 s after the head
     async with (
@@ -198,7 +181,6 @@ async def test_a_small_body_that_never_comes_is_a_504(gateway_factory, raw_upstr
         gateway_factory(
             INVENTORY_URLS=upstream.url,
             GATEWAY_UPSTREAM_TIMEOUT=0.5,
-            GATEWAY_PROXY_CLIENT=proxy_client,
         ) as gw,
     ):
         response = await gw.client.get("/api/movies/1")
@@ -206,9 +188,7 @@ async def test_a_small_body_that_never_comes_is_a_504(gateway_factory, raw_upstr
     assert response.json() == {"error": "inventory timed out"}
 
 
-async def test_large_bodies_are_streamed_both_ways(
-    gateway_factory, inventory, pattern, proxy_client
-):
+async def test_large_bodies_are_streamed_both_ways(gateway_factory, inventory, pattern):
     upload = pattern(3 * 1024 * 1024 + 7)
 
     async def chunks():
@@ -216,7 +196,7 @@ async def test_large_bodies_are_streamed_both_ways(
             yield upload[start : start + 100_000]
 
     async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_PROXY_CLIENT=proxy_client
+        INVENTORY_URLS=inventory.url, GATEWAY_MAX_BODY_BYTES=16 * 1024 * 1024
     ) as gw:
         sized = await gw.client.post("/api/movies/upload", content=upload)
         chunked = await gw.client.post("/api/movies/upload", content=chunks())
@@ -232,11 +212,10 @@ async def test_large_bodies_are_streamed_both_ways(
     assert "content-length" not in streamed.headers
 
 
-async def test_slow_upstream_is_a_504_within_the_timeout(gateway_factory, inventory, proxy_client):
+async def test_slow_upstream_is_a_504_within_the_timeout(gateway_factory, inventory):
     async with gateway_factory(
         INVENTORY_URLS=inventory.url,
         GATEWAY_UPSTREAM_TIMEOUT=0.5,
-        GATEWAY_PROXY_CLIENT=proxy_client,
     ) as gw:
         started = time.monotonic()
         response = await gw.client.get("/api/movies/slow?seconds=5")
@@ -249,10 +228,8 @@ async def test_slow_upstream_is_a_504_within_the_timeout(gateway_factory, invent
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_closed_port_is_a_502_quickly(gateway_factory, unused_port, proxy_client, method):
-    async with gateway_factory(
-        INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}", GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+async def test_closed_port_is_a_502_quickly(gateway_factory, unused_port, method):
+    async with gateway_factory(INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}") as gw:
         started = time.monotonic()
         response = await gw.client.request(method, "/api/movies", content=b"{}")
         elapsed = time.monotonic() - started
@@ -261,7 +238,7 @@ async def test_closed_port_is_a_502_quickly(gateway_factory, unused_port, proxy_
     assert elapsed < 2
 
 
-async def test_connect_timeout_is_a_502_within_the_connect_timeout(gateway_factory, proxy_client):
+async def test_connect_timeout_is_a_502_within_the_connect_timeout(gateway_factory):
     # A listener whose accept queue is full: the kernel drops further SYNs, connects hang.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -277,7 +254,6 @@ async def test_connect_timeout_is_a_502_within_the_connect_timeout(gateway_facto
             async with gateway_factory(
                 INVENTORY_URLS=f"http://127.0.0.1:{port}",
                 GATEWAY_CONNECT_TIMEOUT=0.5,
-                GATEWAY_PROXY_CLIENT=proxy_client,
             ) as gw:
                 started = time.monotonic()
                 response = await gw.client.get("/api/movies/1")
@@ -290,13 +266,9 @@ async def test_connect_timeout_is_a_502_within_the_connect_timeout(gateway_facto
     assert 0.4 < elapsed < 2
 
 
-async def test_a_dead_upstream_among_two_loses_no_request(
-    gateway_factory, inventory, unused_port, proxy_client
-):
+async def test_a_dead_upstream_among_two_loses_no_request(gateway_factory, inventory, unused_port):
     dead = f"http://127.0.0.1:{unused_port()}"
-    async with gateway_factory(
-        INVENTORY_URLS=f"{dead},{inventory.url}", GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+    async with gateway_factory(INVENTORY_URLS=f"{dead},{inventory.url}") as gw:
         gets = [await gw.client.get(f"/api/movies/{i}") for i in range(20)]
         post = await gw.client.post("/api/movies", content=b'{"title": "x"}')
     assert [r.status_code for r in gets] == [200] * 20
@@ -304,7 +276,7 @@ async def test_a_dead_upstream_among_two_loses_no_request(
     assert len(inventory.seen) == 21
 
 
-async def test_requests_are_spread_round_robin(gateway_factory, proxy_client):
+async def test_requests_are_spread_round_robin(gateway_factory):
     from aiohttp import web
 
     hits = {"a": 0, "b": 0}
@@ -328,9 +300,7 @@ async def test_requests_are_spread_round_robin(gateway_factory, proxy_client):
         runners.append(runner)
         urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
     try:
-        async with gateway_factory(
-            INVENTORY_URLS=",".join(urls), GATEWAY_PROXY_CLIENT=proxy_client
-        ) as gw:
+        async with gateway_factory(INVENTORY_URLS=",".join(urls)) as gw:
             for _ in range(10):
                 assert (await gw.client.get("/api/movies")).status_code == 200
     finally:
@@ -340,7 +310,7 @@ async def test_requests_are_spread_round_robin(gateway_factory, proxy_client):
 
 
 async def test_stale_keepalive_connection_is_retried_for_idempotent_methods_only(
-    gateway_factory, raw_upstream, proxy_client
+    gateway_factory, raw_upstream
 ):
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 
@@ -351,7 +321,7 @@ async def test_stale_keepalive_connection_is_retried_for_idempotent_methods_only
 
     async with (
         raw_upstream(respond) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url, GATEWAY_PROXY_CLIENT=proxy_client) as gw,
+        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
     ):
         first = await gw.client.get("/api/movies/1")
         second = await gw.client.get("/api/movies/1")  # its pooled connection is stale: retried
@@ -365,9 +335,7 @@ async def test_stale_keepalive_connection_is_retried_for_idempotent_methods_only
     assert sum(head.startswith(b"POST") for head in upstream.requests) == 2
 
 
-async def test_unasked_for_bytes_never_answer_a_later_request(
-    gateway_factory, raw_upstream, proxy_client
-):
+async def test_unasked_for_bytes_never_answer_a_later_request(gateway_factory, raw_upstream):
     def answer(body: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
@@ -378,16 +346,14 @@ async def test_unasked_for_bytes_never_answer_a_later_request(
 
     async with (
         raw_upstream(respond) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url, GATEWAY_PROXY_CLIENT=proxy_client) as gw,
+        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
     ):
         bodies = [(await gw.client.get(f"/api/movies/{i}")).content for i in range(3)]
     assert bodies == [b"for /api/movies/0", b"for /api/movies/1", b"for /api/movies/2"]
 
 
-async def test_upstream_restart_keeps_the_gateway_working(gateway_factory, inventory, proxy_client):
-    async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+async def test_upstream_restart_keeps_the_gateway_working(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         assert (await gw.client.get("/api/movies/1")).status_code == 200
         await inventory.stop()
         down = await gw.client.get("/api/movies/1")
@@ -397,12 +363,8 @@ async def test_upstream_restart_keeps_the_gateway_working(gateway_factory, inven
     assert after == [200] * 5
 
 
-async def test_head_answer_has_no_body_and_connection_stays_usable(
-    gateway_factory, inventory, proxy_client
-):
-    async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_PROXY_CLIENT=proxy_client
-    ) as gw:
+async def test_head_answer_has_no_body_and_connection_stays_usable(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         head = await gw.client.head("/api/movies/big?size=1000")
         get = await gw.client.get("/api/movies/big?size=1000")
     assert head.status_code == 200

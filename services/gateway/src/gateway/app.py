@@ -8,12 +8,15 @@ from typing import Annotated, Any
 from uuid import uuid4
 
 import aiohttp
-from fastapi import APIRouter, Body, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from fastapi_offline import FastAPIOffline
 
-from .billing_client import BillingClient
+from .billing_client import BillingClient, new_session
 from .config import Settings, get_settings
-from .errors import GatewayError, install_error_handlers, json_response
+from .errors import BrokerUnavailable, GatewayError, install_error_handlers, json_response
+from .guard import ApiKeys, Guard, RateLimiter
+from .logging import request_id
+from .metrics import Metrics
 from .proxy import Gateway, MoviesProxy
 from .publisher import OrderPublisher
 from .schemas import (
@@ -26,7 +29,7 @@ from .schemas import (
     OrderCreate,
     order_message,
 )
-from .upstream import AiohttpUpstreamClient, RawUpstreamClient, UpstreamClient, new_session
+from .upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +88,17 @@ _INVALID_ORDER = {
         503: _err("RabbitMQ unreachable or did not confirm", "message broker unavailable"),
     },
 )
-async def post_order(
-    request: Request,
-    order: Annotated[OrderCreate, Body()],
-    x_request_id: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Response:
+async def post_order(request: Request, order: Annotated[OrderCreate, Body()]) -> Response:
     order_id = str(uuid4())
-    publisher: OrderPublisher = request.app.state.publisher
-    await publisher.publish(order_message(order_id, order), correlation_id=x_request_id)
+    state = request.app.state
+    try:
+        await state.publisher.publish(
+            order_message(order_id, order), correlation_id=request_id.get()
+        )
+    except BrokerUnavailable:
+        state.metrics.published_unavailable.inc()
+        raise
+    state.metrics.published_ok.inc()
     return json_response({"message": "Message posted", "order_id": order_id})
 
 
@@ -304,9 +310,83 @@ async def delete_movie(id: MovieId) -> None:
     await _proxied()
 
 
-def _openapi_without_default_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI documents its own 422 shape on every route with parameters; ours is `Error`,
-    declared where a 422 can happen, so the generated default is dropped."""
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_REQUEST_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
+_REQUEST_ID_PARAMETER = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Trace id (1-128 of `A-Z a-z 0-9 . _ : -`); another value or none: the gateway "
+    "makes one. Passed to inventory/billing and into the order's AMQP correlation id.",
+    "schema": _REQUEST_ID_SCHEMA,
+}
+_REQUEST_ID_HEADER = {
+    "description": "The request's trace id: the client's, or the one the gateway made",
+    "required": True,
+    "schema": _REQUEST_ID_SCHEMA,
+}
+_WRITES = ("post", "put", "patch", "delete")
+
+
+def _error(description: str, message: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {"application/json": {"schema": _ERROR_REF, "example": {"error": message}}},
+    }
+
+
+def _document_protections(schema: dict[str, Any]) -> None:
+    """What the ASGI entry adds to every operation: X-Request-ID in and out; under /api 429 when
+    rate-limited, 401 for a write without a valid key (when keys are configured), 413 for a body
+    over the limit."""
+    components = schema.setdefault("components", {})
+    components.setdefault("parameters", {})["RequestId"] = _REQUEST_ID_PARAMETER
+    components.setdefault("headers", {})["RequestId"] = _REQUEST_ID_HEADER
+    components.setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Needed for writes only when the gateway is configured with "
+        "GATEWAY_API_KEYS; reads are always open.",
+    }
+    for path, path_item in schema["paths"].items():
+        for method, operation in path_item.items():
+            operation.setdefault("parameters", []).append(
+                {"$ref": "#/components/parameters/RequestId"}
+            )
+            responses = operation["responses"]
+            if path.startswith("/api/"):
+                responses["429"] = _error(
+                    "Too many requests from this client (when rate limiting is on)",
+                    "too many requests",
+                    **{
+                        "Retry-After": {
+                            "description": "Seconds to wait",
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    },
+                )
+                if method in _WRITES:
+                    operation["security"] = [{"apiKey": []}, {}]
+                    responses["401"] = _error(
+                        "Missing or invalid API key (only when GATEWAY_API_KEYS is set)",
+                        "missing or invalid API key",
+                        **{"WWW-Authenticate": {"schema": {"type": "string"}}},
+                    )
+            if "requestBody" in operation:
+                responses["413"] = _error(
+                    "Request body larger than GATEWAY_MAX_BODY_BYTES", "request body too large"
+                )
+            for response in responses.values():
+                response.setdefault("headers", {})["X-Request-ID"] = {
+                    "$ref": "#/components/headers/RequestId"
+                }
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The generated document, adjusted: FastAPI documents its own 422 shape on every route with
+    parameters; ours is `Error`, declared where a 422 can happen, so the generated default is
+    dropped. The protections of the ASGI entry are added (`_document_protections`)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -320,6 +400,7 @@ def _openapi_without_default_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
             schemas = schema.get("components", {}).get("schemas", {})
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
+            _document_protections(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -330,7 +411,12 @@ def _openapi_without_default_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def create_app(settings: Settings | None = None) -> Gateway:
     """The ASGI application: `Gateway(fastapi_app, movies_proxy)`; `.app` is the FastAPI part."""
     settings = settings or get_settings()
-    proxy = MoviesProxy(settings.inventory_urls)
+    limiter = None
+    if settings.GATEWAY_RATE_LIMIT > 0:
+        limiter = RateLimiter(settings.GATEWAY_RATE_LIMIT, settings.rate_burst)
+    guard = Guard(ApiKeys(settings.api_keys), limiter, settings.GATEWAY_MAX_BODY_BYTES)
+    proxy = MoviesProxy(settings.inventory_urls, guard)
+    metrics = Metrics()
     publisher = OrderPublisher(
         settings.amqp_url,
         settings.BILLING_QUEUE,
@@ -341,13 +427,9 @@ def create_app(settings: Settings | None = None) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session = new_session(settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_TIMEOUT)
-        client: UpstreamClient
-        if settings.GATEWAY_PROXY_CLIENT == "aiohttp":
-            client = AiohttpUpstreamClient(proxy.upstreams, session)
-        else:
-            client = RawUpstreamClient(
-                proxy.upstreams, settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_TIMEOUT
-            )
+        client = UpstreamClient(
+            proxy.upstreams, settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_TIMEOUT
+        )
         proxy.client = client
         app.state.session = session
         app.state.billing = BillingClient(settings.BILLING_URL, session)
@@ -371,14 +453,15 @@ def create_app(settings: Settings | None = None) -> Gateway:
     app.state.settings = settings
     app.state.proxy = proxy
     app.state.publisher = publisher
+    app.state.metrics = metrics
     install_error_handlers(app)
     for router in (movies, orders, meta):
         app.include_router(router)
 
-    app.openapi = _openapi_without_default_422(app)  # type: ignore[method-assign]
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
     # /docs/, /redoc/, /openapi.json/ too: every route answers with and without the trailing slash.
     for route in list(app.routes):
         path = getattr(route, "path", None)
         if path in ("/docs", "/redoc", app.openapi_url):
             app.add_route(path + "/", route.endpoint, include_in_schema=False)  # type: ignore[attr-defined]
-    return Gateway(app, proxy)
+    return Gateway(app, proxy, metrics)

@@ -1,4 +1,4 @@
-"""Asks billing for a stored order through the shared aiohttp session."""
+"""Asks billing for a stored order through the shared aiohttp session (also used by /health)."""
 
 import logging
 from uuid import UUID
@@ -6,6 +6,7 @@ from uuid import UUID
 import aiohttp
 
 from .errors import BillingBadAnswer, BillingTimedOut, BillingUnreachable, OrderNotFound
+from .logging import request_id
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ class BillingClient:
             raise OrderNotFound from None  # never stored: no need to ask billing
         url = f"{self._base}/api/orders/{canonical}"
         try:
-            async with self._session.get(url, allow_redirects=False) as response:
+            async with self._session.get(
+                url, allow_redirects=False, headers={"X-Request-ID": request_id.get()}
+            ) as response:
                 body = await response.read()
                 status = response.status
         except aiohttp.ServerTimeoutError as exc:
@@ -39,3 +42,19 @@ class BillingClient:
             log.warning("billing answered %s for order %s", status, canonical)
             raise BillingBadAnswer
         return body
+
+
+def new_session(connect_timeout: float, timeout: float) -> aiohttp.ClientSession:
+    """The process's one aiohttp session: billing look-ups and health checks."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            keepalive_timeout=4.0,  # below uvicorn's 5 s idle close: avoids a closing socket
+            ttl_dns_cache=60,
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=timeout
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
+        trust_env=False,
+    )

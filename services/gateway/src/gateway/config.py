@@ -1,5 +1,6 @@
 """Gateway settings: one typed object read from the environment and `.env`."""
 
+import math
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote
@@ -24,8 +25,14 @@ class Settings(BaseSettings):
     GATEWAY_CONNECT_TIMEOUT: float = Field(default=1.0, gt=0)
     GATEWAY_UPSTREAM_TIMEOUT: float = Field(default=10.0, gt=0)
     GATEWAY_PUBLISH_TIMEOUT: float = Field(default=5.0, gt=0)
-    # Client that forwards /api/movies: "raw" (httptools, fast) or "aiohttp" (shared session).
-    GATEWAY_PROXY_CLIENT: Literal["raw", "aiohttp"] = "raw"
+    # Request bodies larger than this are refused with 413 (also chunked ones, mid-stream).
+    GATEWAY_MAX_BODY_BYTES: int = Field(default=1024 * 1024, gt=0)
+    # Comma-separated bearer keys; when set, every POST/PUT/PATCH/DELETE under /api needs one.
+    GATEWAY_API_KEYS: str = ""
+    # Requests per second per client IP under /api (token bucket per worker); 0 = no limit.
+    GATEWAY_RATE_LIMIT: float = Field(default=0.0, ge=0)
+    # Bucket size: requests a client may send at once; 0 = the rate, rounded up (at least 1).
+    GATEWAY_RATE_BURST: int = Field(default=0, ge=0)
 
     RABBITMQ_HOST: str = "127.0.0.1"
     RABBITMQ_PORT: int = Field(default=5672, ge=1, le=65535)
@@ -46,7 +53,17 @@ class Settings(BaseSettings):
     def _no_placeholder_in_production(self) -> "Settings":
         if self.APP_ENV == "production" and self.RABBITMQ_PASSWORD == PLACEHOLDER_SECRET:
             raise ValueError("RABBITMQ_PASSWORD is the placeholder 'generate-me'")
+        if self.APP_ENV == "production" and PLACEHOLDER_SECRET in self.api_keys:
+            raise ValueError("GATEWAY_API_KEYS holds the placeholder 'generate-me'")
         return self
+
+    @property
+    def api_keys(self) -> list[str]:
+        return [key.strip() for key in self.GATEWAY_API_KEYS.split(",") if key.strip()]
+
+    @property
+    def rate_burst(self) -> int:
+        return self.GATEWAY_RATE_BURST or max(1, math.ceil(self.GATEWAY_RATE_LIMIT))
 
     @property
     def inventory_urls(self) -> list[str]:

@@ -55,7 +55,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
 
 # Date/Server headers are off because proxied responses carry the upstream's; the gateway adds
-# Date to its own answers (proxy.with_date).
+# Date to its own answers (proxy.Gateway).
 UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": GatewayHttpProtocol,
