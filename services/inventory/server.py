@@ -1,5 +1,9 @@
 """Start the inventory service: `python server.py` (cwd = this directory, or anywhere)."""
 
+import os
+import shutil
+import tempfile
+
 import uvicorn
 
 from inventory.config import get_settings
@@ -8,18 +12,26 @@ from inventory.logging import logging_config
 
 def main() -> None:
     settings = get_settings()
-    uvicorn.run(
-        "inventory.app:app",
-        host=settings.inventory_host,
-        port=settings.inventory_port,
-        workers=settings.inventory_workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=logging_config(settings.app_env, settings.log_level),
-        server_header=False,
-        proxy_headers=False,  # nothing here reads the client address
-    )
+    # Metrics of all workers in one /metrics: prometheus-client's multiprocess mode, in a fresh
+    # directory (values left by an earlier run would be added in), removed at exit. Set before
+    # the workers start (and import prometheus_client), so that they all inherit it.
+    metrics_dir = tempfile.mkdtemp(prefix="inventory-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "inventory.app:app",
+            host=settings.inventory_host,
+            port=settings.inventory_port,
+            workers=settings.inventory_workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_config=logging_config(settings.app_env, settings.log_level),
+            server_header=False,
+            proxy_headers=False,  # nothing here reads the client address
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -80,30 +80,69 @@ class CountingExecutor:
         self.queries.append(query)
         return await self.pool.fetch(query, *args)
 
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        self.queries.append(query)
+        return await self.pool.fetchrow(query, *args)
+
     async def fetchval(self, query: str, *args: object) -> object:
         self.queries.append(query)
         return await self.pool.fetchval(query, *args)
 
 
 @pytest.mark.parametrize(
-    ("title", "limit", "offset", "counts"),
+    ("title", "limit", "offset", "queries"),
     [
-        (None, 10, 0, False),  # short first page: its length is the total
-        ("m", 10, 0, False),
-        (None, 2, 4, False),  # short last page: offset + length
-        (None, 2, 0, True),  # full page: more may follow
-        ("m", 2, 0, True),
-        (None, 2, 9, True),  # past the end: nothing on the page tells
+        (None, 10, 0, 1),  # the page query counts too
+        ("m", 10, 0, 1),
+        (None, 2, 4, 1),
+        (None, 2, 0, 1),
+        ("m", 2, 0, 1),
+        (None, 2, 9, 2),  # past the end: no row carries the count
+        ("m", 2, 9, 2),
     ],
 )
-async def test_list_counts_only_when_the_page_cannot_tell(
-    pool: asyncpg.Pool, title: str | None, limit: int, offset: int, counts: bool
+async def test_a_page_and_its_exact_total_take_one_query(
+    pool: asyncpg.Pool, title: str | None, limit: int, offset: int, queries: int
 ) -> None:
     await add(pool, "m1", "m2", "m3", "m4", "m5")
     executor = CountingExecutor(pool)
     page = await repository.list_movies(executor, title, limit, offset)  # type: ignore[arg-type]
-    assert page.total == 5
-    assert any("count(*)" in query for query in executor.queries) is counts
+    assert (page.total, page.exact, page.more) == (5, True, offset + limit < 5)
+    assert len(executor.queries) == queries
+
+
+@pytest.mark.parametrize("title", [None, "m"])
+@pytest.mark.parametrize(
+    ("limit", "offset", "expected_titles", "more"),
+    [
+        (2, 0, ["m1", "m2"], True),
+        (2, 2, ["m3", "m4"], True),
+        (2, 4, ["m5"], False),
+        (10, 0, ["m1", "m2", "m3", "m4", "m5"], False),
+        (2, 6, [], False),
+    ],
+)
+async def test_past_the_count_limit_the_total_is_flagged_inexact(
+    pool: asyncpg.Pool,
+    title: str | None,
+    limit: int,
+    offset: int,
+    expected_titles: list[str],
+    more: bool,
+) -> None:
+    await add(pool, "m1", "m2", "m3", "m4", "m5")
+    page = await repository.list_movies(pool, title, limit, offset, count_limit=3)
+    assert titles(page) == expected_titles  # the right page, ordered by id, all the same
+    assert (page.exact, page.more) == (False, more)
+    # More than the limit match: the total says so (at least limit + 1), and never less
+    # than what the pages show.
+    assert page.total >= max(4, offset + len(page.items) + more)
+
+
+async def test_up_to_the_count_limit_the_total_is_exact(pool: asyncpg.Pool) -> None:
+    await add(pool, "m1", "m2", "m3", "x4")
+    assert (await repository.list_movies(pool, "m", 1, 0, count_limit=3))[1:] == (3, True, True)
+    assert (await repository.list_movies(pool, None, 1, 0, count_limit=4))[1:] == (4, True, True)
 
 
 @pytest.mark.parametrize(

@@ -436,3 +436,24 @@ async def test_openapi_documents_the_movie_routes(client: httpx.AsyncClient) -> 
     body = paths["/api/movies"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["title", "description"]
     assert "/api/movies/" not in paths
+
+
+@pytest.mark.parametrize("query", ["", "&title=movie"])
+async def test_totals_past_the_count_limit_are_flagged_inexact(
+    settings: Settings,
+    serve_app: Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]],
+    query: str,
+) -> None:
+    app = create_app(settings.model_copy(update={"inventory_exact_count_limit": 2}))
+    async with serve_app(app) as client:
+        for n in range(4):
+            await post(client, f"movie {n}")
+        response = await client.get(f"/api/movies?limit=1{query}")
+        assert [movie["title"] for movie in response.json()] == ["movie 0"]
+        assert response.headers["x-total-count-exact"] == "false"
+        assert int(response.headers["x-total-count"]) >= 3  # "more than 2"
+        assert 'rel="next"' in response.headers["link"]
+        exact = await client.get(f"/api/movies?limit=1{query.replace('movie', 'movie 3')}")
+        if query:  # one match: exact again
+            assert exact.headers["x-total-count"] == "1"
+            assert "x-total-count-exact" not in exact.headers

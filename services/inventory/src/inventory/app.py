@@ -23,6 +23,7 @@ from inventory.errors import (
     ValidationFailed,
     install_handlers,
 )
+from inventory.observability import Observe
 from inventory.responses import JSONResponse
 from inventory.schemas import ErrorBody, MovieCreate, MoviePublic, MovieUpdate, no_nul
 
@@ -114,6 +115,10 @@ def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
+def _search_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.search_pool
+
+
 def _movie(movie: repository.Movie, status_code: int = 200) -> Response:
     return Response(orjson.dumps(movie), status_code, media_type=JSON)
 
@@ -170,9 +175,13 @@ async def list_movies(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Response:
-    page = await repository.list_movies(_pool(request), title, limit, offset)
+    pool = _search_pool(request) if title else _pool(request)
+    count_limit = request.app.state.count_limit
+    page = await repository.list_movies(pool, title, limit, offset, count_limit)
     headers = {"X-Total-Count": str(page.total)}
-    if offset + len(page.items) < page.total:
+    if not page.exact:
+        headers["X-Total-Count-Exact"] = "false"
+    if page.more:
         query: dict[str, Any] = {"title": title} if title else {}
         query |= {"limit": limit, "offset": offset + limit}
         headers["Link"] = f'</api/movies?{urlencode(query, quote_via=quote)}>; rel="next"'
@@ -217,18 +226,31 @@ async def health(request: Request) -> Response:
     )
 
 
+class InventoryApp(FastAPI):
+    """FastAPI wrapped, outside even its error middleware, by `Observe` (request id, metrics),
+    so that every response, a 500 included, carries X-Request-ID and is counted."""
+
+    def build_middleware_stack(self) -> Any:
+        return Observe(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings)
+        # Title searches get connections of their own that plan each statement with its
+        # parameters (repository.list_movies says why); opened on demand.
+        app.state.search_pool = await db.create_pool(settings, custom_plans=True)
+        app.state.count_limit = settings.inventory_exact_count_limit
         try:
             yield
         finally:
+            await db.close_pool(app.state.search_pool)
             await db.close_pool(app.state.pool)
 
-    app = FastAPI(
+    app = InventoryApp(
         title="crud-master inventory",
         version="0.1.0",
         redirect_slashes=False,

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Connections each worker opens at start-up, and the most it keeps.
     inventory_db_pool_min_size: int = Field(default=2, ge=0)
     inventory_db_pool_max_size: int = Field(default=10, ge=1)
+    # X-Total-Count is exact up to this many matching movies; past it the count stops (see
+    # repository.Page) and X-Total-Count-Exact: false is added.
+    inventory_exact_count_limit: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

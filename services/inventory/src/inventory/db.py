@@ -27,12 +27,14 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def create_pool(settings: Settings) -> asyncpg.Pool:
+async def create_pool(settings: Settings, custom_plans: bool = False) -> asyncpg.Pool:
     """Create the pool without requiring the database to be up.
 
     The pool starts empty (so the service starts, and /health reports 503, while PostgreSQL is
     down), then opens `inventory_db_pool_min_size` connections if it can. Idle connections are
     kept for good (max_inactive_connection_lifetime=0): a closed one is reopened on demand.
+    `custom_plans`: its connections plan every prepared statement with the parameters given
+    (plan_cache_mode=force_custom_plan; ~10 µs of planning each) and none open at start-up.
     """
     pool = await asyncpg.create_pool(
         host=settings.inventory_db_host,
@@ -45,10 +47,11 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_inactive_connection_lifetime=0,
         timeout=CONNECT_TIMEOUT,
         command_timeout=COMMAND_TIMEOUT,
-        server_settings={"application_name": "inventory"},
+        server_settings={"application_name": "inventory"}
+        | ({"plan_cache_mode": "force_custom_plan"} if custom_plans else {}),
         reset=_keep_session,
     )
-    await _warm_up(pool, settings.inventory_db_pool_min_size)
+    await _warm_up(pool, 0 if custom_plans else settings.inventory_db_pool_min_size)
     return pool
 
 

@@ -17,8 +17,18 @@ class Movie(TypedDict):
 
 
 class Page(NamedTuple):
+    """One page of movies. `total` is exact when `exact`; otherwise more than `count_limit`
+    movies match and `total` is a lower bound (title search) or PostgreSQL's estimate of the
+    table size (no filter), never below `count_limit + 1`. `more`: a further page exists."""
+
     items: list[Movie]
     total: int
+    exact: bool = True
+    more: bool = False
+
+
+# X-Total-Count is exact up to this many matching movies (INVENTORY_EXACT_COUNT_LIMIT).
+DEFAULT_COUNT_LIMIT = 10_000
 
 
 _COLUMNS = "id, title, description"
@@ -37,35 +47,79 @@ async def get_movie(db: Executor, movie_id: int) -> Movie:
     return dict(row)  # type: ignore[return-value]
 
 
-async def list_movies(db: Executor, title: str | None, limit: int, offset: int) -> Page:
-    """One page ordered by id, and how many movies match in all.
+# Title search, one query in the common case: all matches (at most count_limit + 1 of them,
+# in no order) are counted by the window, then sorted and paged. When the count reaches
+# count_limit + 1 the page came from an arbitrary subset and _SEARCH_PAGE is run instead.
+_SEARCH = (
+    f"SELECT {_COLUMNS}, count(*) OVER () FROM ("
+    f"SELECT {_COLUMNS} FROM movies WHERE title ILIKE $1 ESCAPE '\\' LIMIT $4"
+    ") AS matches ORDER BY id LIMIT $2 OFFSET $3"
+)
+_SEARCH_PAGE = (
+    f"SELECT {_COLUMNS} FROM movies WHERE title ILIKE $1 ESCAPE '\\' ORDER BY id LIMIT $2 OFFSET $3"
+)
+_SEARCH_COUNT = (
+    "SELECT count(*) FROM (SELECT FROM movies WHERE title ILIKE $1 ESCAPE '\\' LIMIT $2) AS m"
+)
+# Unfiltered, one query: the page (plus one row, telling whether more follow), the number of
+# movies counted up to count_limit + 1 (a scan of at most that many rows, not of the table)
+# and the planner's table size estimate, used only past count_limit.
+_TOTALS = (
+    "(SELECT count(*) FROM (SELECT FROM movies LIMIT $1) AS m), "
+    "(SELECT reltuples::bigint FROM pg_class WHERE oid = 'movies'::regclass)"
+)
+_LIST = (
+    f"SELECT {_COLUMNS}, {_TOTALS.replace('$1', '$3')} FROM movies ORDER BY id LIMIT $1 OFFSET $2"
+)
+_COUNT_ALL = f"SELECT {_TOTALS}"
 
-    The count is a second query, run only when the page cannot tell it: a page shorter than
-    `limit` that is not empty (or is the first one) ends the result set.
+
+def _movies(rows: list[asyncpg.Record]) -> list[Movie]:
+    return [{"id": row[0], "title": row[1], "description": row[2]} for row in rows]
+
+
+async def list_movies(
+    db: Executor,
+    title: str | None,
+    limit: int,
+    offset: int,
+    count_limit: int = DEFAULT_COUNT_LIMIT,
+) -> Page:
+    """One page ordered by id, and how many movies match (exact up to `count_limit`).
+
+    Run title searches on a connection that plans every statement with its parameters
+    (db.create_pool(..., custom_plans=True)): a generic plan cannot know whether a pattern is
+    rare (use the trigram index) or common (scan by id and stop early).
     """
     if title:
-        pattern = contains_pattern(title)
-        rows = await db.fetch(
-            f"SELECT {_COLUMNS} FROM movies WHERE title ILIKE $1 ESCAPE '\\' "
-            "ORDER BY id LIMIT $2 OFFSET $3",
-            pattern,
-            limit,
-            offset,
-        )
+        return await _search(db, contains_pattern(title), limit, offset, count_limit)
+    rows = await db.fetch(_LIST, limit + 1, offset, count_limit + 1)
+    if rows:
+        counted, estimate = rows[0][3], rows[0][4]
     else:
-        rows = await db.fetch(
-            f"SELECT {_COLUMNS} FROM movies ORDER BY id LIMIT $1 OFFSET $2", limit, offset
-        )
-    items: list[Movie] = [dict(row) for row in rows]  # type: ignore[misc]
-    if len(items) < limit and (items or offset == 0):
-        return Page(items, offset + len(items))
-    if title:
-        total = await db.fetchval(
-            "SELECT count(*) FROM movies WHERE title ILIKE $1 ESCAPE '\\'", pattern
-        )
-    else:
-        total = await db.fetchval("SELECT count(*) FROM movies")
-    return Page(items, total)
+        counted, estimate = await db.fetchrow(_COUNT_ALL, count_limit + 1)
+    items = _movies(rows[:limit])
+    more = len(rows) > limit
+    if counted <= count_limit:
+        return Page(items, counted, True, more)
+    return Page(items, max(estimate, offset + len(items) + more, count_limit + 1), False, more)
+
+
+async def _search(db: Executor, pattern: str, limit: int, offset: int, count_limit: int) -> Page:
+    rows = await db.fetch(_SEARCH, pattern, limit, offset, count_limit + 1)
+    if rows:
+        counted = rows[0][3]
+    elif offset == 0:
+        return Page([], 0)
+    else:  # past the end of the matches, or past count_limit + 1 of them
+        counted = await db.fetchval(_SEARCH_COUNT, pattern, count_limit + 1)
+    if counted <= count_limit:
+        items = _movies(rows)
+        return Page(items, counted, True, offset + len(items) < counted)
+    rows = await db.fetch(_SEARCH_PAGE, pattern, limit + 1, offset)
+    items = _movies(rows[:limit])
+    more = len(rows) > limit
+    return Page(items, max(offset + len(items) + more, count_limit + 1), False, more)
 
 
 async def create_movie(db: Executor, title: str, description: str) -> Movie:

@@ -1,0 +1,438 @@
+"""Gateway and inventory benchmark (run it with `bench/gateway`).
+
+wrk against inventory directly, through the gateway and through nginx (a plain keep-alive
+reverse proxy, bench/nginx/nginx.conf.template), for four workloads:
+
+  id      GET /api/movies/{id}, ids uniformly random over 1 000 movies
+  list    GET /api/movies?limit=100 (1 000 movies)
+  post    POST /api/movies
+  search  GET /api/movies?title=<term> on 1 000 000 movies, the term matching ~660 of them
+
+Everything runs on loopback in processes of its own: a private PostgreSQL (initdb under a
+temporary directory, deleted at the end), inventory and the gateway as `python server.py`
+(cwd = that directory, so no `.env` is read: every setting comes from here), and nginx with its
+own prefix. Targets are measured in interleaved rounds (the order rotates every round) and the
+table shows each target's median round, because two shared cores are noisy.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+PYTHON = str(ROOT / ".venv/bin/python")
+TARGETS = ("direct", "gateway", "nginx")
+WORKLOADS = ("id", "list", "post", "search")
+
+# Titles "<Name>: <lead> <adjective> <noun> <n>", e.g. "Agikkub: A Golden Island 3". The 1 500
+# names are made-up 7-letter words (letters of md5 digests), each in 1 000 000 / 1 500 ≈ 667
+# titles: like a real catalogue, a term matching a few hundred titles has rare trigrams. (A
+# pair of common words, e.g. "crimson harbor", also matches ~660 here, but each of its trigrams
+# is in 24 000+ titles: the trigram index then reads far more, ~12 ms a query.)
+_LEADS = "The,A,Last,Return of the,Beyond the,Night of the,Secret,Song of the,Dawn of the,My"
+_ADJECTIVES = (
+    "Silent,Crimson,Golden,Hidden,Broken,Frozen,Burning,Lost,Wild,Quiet,Electric,Hollow,Iron,"
+    "Velvet,Savage,Gentle,Midnight,Scarlet,Distant,Restless,Wandering,Shattered,Fading,Bitter,"
+    "Radiant,Forgotten,Endless,Sacred,Stolen,Twisted,Emerald,Silver,Northern,Sunken,Painted,"
+    "Lonely,Hungry"
+)
+_NOUNS = (
+    "Harbor,River,Empire,Garden,Mirror,Forest,Kingdom,Signal,Horizon,Engine,Lantern,Island,"
+    "Valley,Prophet,Circus,Desert,Winter,Orchard,Machine,Cathedral,Frontier,Tide,Voyage,Citadel,"
+    "Meadow,Storm,Shadow,Compass,Dragon,Letter,Station,Bridge,Canyon,Mountain,Ocean,Temple,"
+    "Republic,Hunter,Dancer,Witness,Tower"
+)
+_NAME_SQL = "initcap(translate(substr(md5('name' || {k}), 1, 7), '0123456789abcdef', '{letters}'))"
+_LETTERS = "aeioulmnrstkdbgv"
+NAMES = 1500
+
+
+def name(k: int) -> str:
+    """The k-th made-up name, as SEED_SQL computes it."""
+    digest = hashlib.md5(f"name{k}".encode()).hexdigest()[:7]
+    return digest.translate(str.maketrans("0123456789abcdef", _LETTERS)).capitalize()
+
+
+SEARCH_TERM = name(1).lower()  # "agikkub": in titles i with i % 1 500 == 1
+
+
+def _sql_array(words: str) -> str:
+    return "ARRAY[" + ",".join(f"'{w}'" for w in words.split(",")) + "]"
+
+
+SEED_SQL = f"""
+WITH names AS (
+  SELECT array_agg({_NAME_SQL.format(k="k", letters=_LETTERS)} ORDER BY k) AS a
+  FROM generate_series(0, {NAMES - 1}) AS k
+)
+INSERT INTO movies (title, description)
+SELECT names.a[1 + i % {NAMES}] || ': '
+       || ({_sql_array(_LEADS)})[1 + (i * 7) % 10] || ' '
+       || ({_sql_array(_ADJECTIVES)})[1 + (i * 13) % 37] || ' '
+       || ({_sql_array(_NOUNS)})[1 + (i * 31) % 41] || ' ' || i,
+       'Movie number ' || i || ', seeded by bench/gateway for the benchmark.'
+FROM names, generate_series(1, {{count}}) AS i
+"""
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing answers on 127.0.0.1:port (a leftover server of an earlier run would)."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not ready after {timeout}s")
+        time.sleep(0.1)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+class Postgres:
+    """A private PostgreSQL cluster on a loopback port, under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        versions = sorted(Path("/usr/lib/postgresql").iterdir(), key=lambda p: int(p.name))
+        self.bin = versions[-1] / "bin"
+        self.data = root / "pgdata"
+        self.socket_dir = root / "pgsocket"
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args: str) -> str:
+        done = subprocess.run(
+            [*self.as_postgres, *args], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode:
+            raise RuntimeError(f"{args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
+
+    def start(self) -> None:
+        for directory in (self.data, self.socket_dir):
+            directory.mkdir()
+            if self.as_postgres:
+                shutil.chown(directory, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                  "-A", "trust", "--no-sync")  # fmt: skip
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.socket_dir} -c max_connections=100"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                  "-l", str(self.data / "server.log"), "-w", "start")  # fmt: skip
+        self.psql(f"CREATE ROLE movies_bench LOGIN PASSWORD '{self.password}'", database="postgres")
+        self.psql("CREATE DATABASE movies_bench OWNER movies_bench", database="postgres")
+
+    def psql(self, sql: str, database: str = "movies_bench") -> str:
+        return self._run(str(self.bin / "psql"), "-h", str(self.socket_dir), "-p",
+                         str(self.port), "-U", "postgres", "-d", database, "-v",
+                         "ON_ERROR_STOP=1", "-qAtc", sql)  # fmt: skip
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "INVENTORY_DB_HOST": "127.0.0.1",
+            "INVENTORY_DB_PORT": str(self.port),
+            "INVENTORY_DB_NAME": "movies_bench",
+            "INVENTORY_DB_USER": "movies_bench",
+            "INVENTORY_DB_PASSWORD": self.password,
+        }
+
+
+class Platform:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = Path(tempfile.mkdtemp(prefix="crud-bench-gateway-"))
+        self.root.chmod(0o755)
+        self.pg = Postgres(self.root)
+        self.processes: list[subprocess.Popen] = []
+        self.nginx_prefix = self.root / "nginx"
+        self.ports = {
+            "direct": args.inventory_port,
+            "gateway": args.gateway_port,
+            "nginx": args.nginx_port,
+        }
+
+    def url(self, target: str) -> str:
+        return f"http://127.0.0.1:{self.ports[target]}"
+
+    def service_env(self) -> dict[str, str]:
+        test_env = env_file(ROOT / ".env.test")
+        env = dict(os.environ)
+        env |= {k: v for k, v in test_env.items() if k.startswith("RABBITMQ_")}
+        env |= self.pg.env()
+        env |= {
+            "APP_ENV": "production",
+            "LOG_LEVEL": "WARNING",
+            "INVENTORY_HOST": "127.0.0.1",
+            "INVENTORY_PORT": str(self.ports["direct"]),
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(self.ports["gateway"]),
+            "INVENTORY_URLS": self.url("direct"),
+            "BILLING_URL": f"http://127.0.0.1:{free_port()}",
+            "GATEWAY_API_KEYS": "",  # writes open, as for nginx and direct
+        }
+        env |= dict(item.split("=", 1) for item in self.args.env)
+        return env
+
+    def start(self) -> None:
+        for target, port in self.ports.items():
+            if not port_is_free(port):
+                raise RuntimeError(f"port {port} ({target}) is in use; pick another with --*-port")
+        log(f"private PostgreSQL on 127.0.0.1:{self.pg.port} under {self.root}")
+        self.pg.start()
+        env = self.service_env()
+        subprocess.run([PYTHON, "-m", "inventory.migrate"], env=env, cwd=self.root, check=True)
+        self.spawn("inventory", ROOT / "services/inventory/server.py", env)
+        wait_for(lambda: http_ok(self.url("direct") + "/health"), 30, "inventory")
+        self.spawn("gateway", ROOT / "services/gateway/server.py", env)
+        wait_for(lambda: http_ok(self.url("gateway") + "/api/movies?limit=1"), 30, "gateway")
+        self.start_nginx()
+        wait_for(lambda: http_ok(self.url("nginx") + "/api/movies?limit=1"), 10, "nginx")
+
+    def spawn(self, name: str, script: Path, env: dict[str, str]) -> None:
+        output = open(self.root / f"{name}.log", "wb")  # closed by the child's exit
+        process = subprocess.Popen(
+            [PYTHON, str(script)], env=env, cwd=self.root, stdout=output, stderr=output,
+            start_new_session=True,
+        )  # fmt: skip
+        self.processes.append(process)
+
+    def start_nginx(self) -> None:
+        self.nginx_prefix.mkdir()
+        template = (BENCH / "nginx/nginx.conf.template").read_text()
+        config = (
+            template.replace("${PREFIX}", str(self.nginx_prefix))
+            .replace("${PORT}", str(self.ports["nginx"]))
+            .replace("${UPSTREAM}", f"127.0.0.1:{self.ports['direct']}")
+        )
+        conf = self.nginx_prefix / "nginx.conf"
+        conf.write_text(config)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        subprocess.run(
+            [nginx, "-p", str(self.nginx_prefix), "-c", str(conf), "-e",
+             str(self.nginx_prefix / "error.log")],
+            check=True,
+        )  # fmt: skip
+
+    def seed(self, count: int) -> None:
+        """Exactly `count` movies, ids 1..count (the trigram index is rebuilt once, after)."""
+        started = time.monotonic()
+        self.pg.psql(
+            "TRUNCATE movies RESTART IDENTITY; DROP INDEX ix_movies_title_trgm;"
+            "SET maintenance_work_mem = '256MB';"
+            + SEED_SQL.replace("{count}", str(int(count)))
+            + "; CREATE INDEX ix_movies_title_trgm ON movies USING gin (title gin_trgm_ops);"
+        )
+        self.pg.psql("VACUUM ANALYZE movies")  # visibility map set: index-only scans work
+        matches = self.pg.psql(f"SELECT count(*) FROM movies WHERE title ILIKE '%{SEARCH_TERM}%'")
+        log(f"seeded {count} movies in {time.monotonic() - started:.1f}s; "
+            f"{matches.strip()} match {SEARCH_TERM!r}")  # fmt: skip
+
+    def stop(self) -> None:
+        pid_file = self.nginx_prefix / "nginx.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGQUIT)
+            except (ValueError, ProcessLookupError):
+                pass
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        try:
+            self.pg.stop()
+        finally:
+            if self.args.keep:
+                log(f"kept {self.root}")
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wrk(url: str, workload: str, duration: int, args: argparse.Namespace) -> dict[str, float]:
+    script, extra = {
+        "id": ("movie_by_id.lua", ["--", "1000"]),
+        "list": ("get.lua", []),
+        "post": ("post_movie.lua", []),
+        "search": ("get.lua", []),
+    }[workload]
+    path = {
+        "id": "",
+        "list": "/api/movies?limit=100",
+        "post": "",
+        "search": "/api/movies?title=" + SEARCH_TERM.replace(" ", "%20"),
+    }[workload]
+    connections = args.search_connections if workload == "search" else args.connections
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
+        "-s", str(BENCH / "wrk" / script), url + path, *extra,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    return {
+        "rps": result["requests"] / (result["duration_us"] / 1e6),
+        "p50": result["p50_us"] / 1000,
+        "p99": result["p99_us"] / 1000,
+        "errors": result["non_2xx"] + result["socket_errors"],
+    }
+
+
+def measure(
+    platform: Platform, workload: str, targets: list[str], args: argparse.Namespace
+) -> dict[str, list[dict[str, float]]]:
+    runs: dict[str, list[dict[str, float]]] = {target: [] for target in targets}
+    for target in targets:  # warm-up: connections, caches, JIT-less but still
+        wrk(platform.url(target), workload, args.warmup, args)
+    for round_number in range(args.rounds):
+        shift = round_number % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            runs[target].append(wrk(platform.url(target), workload, args.duration, args))
+        log(
+            f"{workload} round {round_number + 1}/{args.rounds}: "
+            + ", ".join(f"{t} {runs[t][-1]['rps']:.0f}/s" for t in targets)
+        )
+    return runs
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]} | {
+        "errors": sum(run["errors"] for run in runs)
+    }
+
+
+WORKLOAD_LABELS = {
+    "id": "GET /api/movies/{id} (1k movies)",
+    "list": "GET /api/movies?limit=100 (1k)",
+    "post": "POST /api/movies",
+    "search": "GET ?title= (1M movies, 667 hits)*",
+}
+
+
+def print_table(
+    results: dict[str, dict[str, dict[str, float]]], targets: list[str], args: argparse.Namespace
+) -> None:
+    header = f"| {'workload':<36} | {'target':<7} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} "
+    header += "| ratio | errors |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for workload, by_target in results.items():
+        direct = by_target.get("direct")
+        for target in targets:
+            run = by_target[target]
+            ratio = f"{run['rps'] / direct['rps']:.2f}" if direct and target != "direct" else ""
+            print(
+                f"| {WORKLOAD_LABELS[workload]:<36} | {target:<7} | {run['rps']:>7.0f} "
+                f"| {run['p50']:>7.2f} | {run['p99']:>7.2f} | {ratio:>5} | {run['errors']:>6.0f} |"
+            )
+    print(
+        "\nreq/s, p50, p99: median of the rounds; ratio: target req/s / direct req/s; "
+        "errors: non-2xx answers + socket errors over all rounds.\n"
+        f"wrk: {args.threads} threads, {args.connections} connections "
+        f"(* search: {args.search_connections}), "
+        f"{args.duration}s x {args.rounds} rounds per target."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up (1)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument(
+        "--search-connections", type=int, default=8, help="wrk connections for search (8)"
+    )
+    parser.add_argument("--search-rows", type=int, default=1_000_000)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="subset, e.g. id,post")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="subset, e.g. direct,nginx")
+    parser.add_argument("--inventory-port", type=int, default=28080)
+    parser.add_argument("--gateway-port", type=int, default=28082)
+    parser.add_argument("--nginx-port", type=int, default=28090)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    workloads = [w for w in args.workloads.split(",") if w]
+    targets = [t for t in args.targets.split(",") if t]
+    if unknown := (set(workloads) - set(WORKLOADS)) | (set(targets) - set(TARGETS)):
+        parser.error(f"unknown workload/target: {', '.join(sorted(unknown))}")
+    if not shutil.which("wrk"):
+        parser.error("wrk is missing: apt-get install wrk")
+
+    started = time.monotonic()
+    platform = Platform(args)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    try:
+        platform.start()
+        if set(workloads) & {"id", "list", "post"}:
+            platform.seed(1000)
+        for workload in workloads:
+            if workload == "search":
+                platform.seed(args.search_rows)
+            runs = measure(platform, workload, targets, args)
+            results[workload] = {target: median_run(runs[target]) for target in targets}
+    finally:
+        platform.stop()
+    print_table(results, targets, args)
+    log(f"done in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
