@@ -1,5 +1,5 @@
 # The two commands: `make up` runs the platform on this machine, `make test` runs every test.
-.PHONY: up down test lint status
+.PHONY: up down test lint status openapi
 
 up:
 	bash scripts/up.sh
@@ -15,3 +15,7 @@ lint:
 
 status:
 	pm2 list
+
+# Rewrite docs/openapi.json from the gateway's code (placeholder settings are enough).
+openapi:
+	set -a && . ./.env.example && set +a && .venv/bin/python -m gateway.openapi > docs/openapi.json

@@ -210,8 +210,14 @@ async def _proxied() -> None:
             "description": "Movies, ordered by id",
             "headers": {
                 "X-Total-Count": {
-                    "description": "Number of movies matching the filter",
+                    "description": "Number of movies matching the filter; exact up to "
+                    "INVENTORY_EXACT_COUNT_LIMIT (10 000) matches",
                     "schema": {"type": "integer"},
+                },
+                "X-Total-Count-Exact": {
+                    "description": "`false` when X-Total-Count is a lower bound (search) or an "
+                    "estimate (full list) because more than INVENTORY_EXACT_COUNT_LIMIT match",
+                    "schema": {"type": "string", "enum": ["false"]},
                 },
                 "Link": {
                     "description": 'Present when more remain: `<…?offset=…>; rel="next"`',
