@@ -134,6 +134,8 @@ class Bench:
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(gateway_port),
             "GATEWAY_WORKERS": "1",
+            "GATEWAY_API_KEYS": "",  # whatever ../../.env says: open, no rate limit
+            "GATEWAY_RATE_LIMIT": "0",
             "BILLING_URL": f"http://127.0.0.1:{billing_port}",
             "INVENTORY_URLS": f"http://127.0.0.1:{free_port()}",
         }

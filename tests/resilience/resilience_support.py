@@ -1,0 +1,117 @@
+"""Helpers of the resilience tests (and bench/billing): orders, polling, the billing CLI."""
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+
+from amqp_bulk import BulkPublisher
+from platform_processes import ROOT, Platform
+from private_nodes import RabbitNode
+
+QUEUE = "billing_queue"
+DLQ = f"{QUEUE}.dlq"
+
+
+def broker_ok(response: httpx.Response) -> bool:
+    """Gateway readiness without inventory (its /health is 503 for that alone)."""
+    try:
+        return response.json().get("broker") == "ok"
+    except ValueError:
+        return False
+
+
+def start_gateway(platform: Platform) -> None:
+    platform.start("gateway", wait=False)
+    platform.wait_healthy("gateway", ready=broker_ok)
+
+
+# --- orders ------------------------------------------------------------------------------------
+def order_body(order_id: str, n: int) -> bytes:
+    """An order as the gateway publishes it (see tests/contract)."""
+    return orjson.dumps(
+        {
+            "order_id": order_id,
+            "user_id": 1 + n % 1000,
+            "number_of_items": 1 + n % 7,
+            "total_amount": f"{n % 10000}.{n % 100:02d}",
+        }
+    )
+
+
+def new_orders(count: int) -> list[tuple[str, bytes]]:
+    orders = []
+    for n in range(count):
+        order_id = str(uuid.uuid4())
+        orders.append((order_id, order_body(order_id, n)))
+    return orders
+
+
+async def publish_orders(rabbit: RabbitNode, orders: Iterable[tuple[str, bytes]]) -> int:
+    """Publish persistent orders, all confirmed by the broker on return ("accepted")."""
+    async with BulkPublisher(rabbit.url) as publisher:
+        await publisher.declare(QUEUE)
+        return await publisher.publish(QUEUE, orders)
+
+
+async def stored_ids(db: asyncpg.Connection) -> list[str]:
+    return [str(row[0]) for row in await db.fetch("SELECT order_id FROM orders")]
+
+
+async def count_orders(db: asyncpg.Connection) -> int:
+    return await db.fetchval("SELECT count(*) FROM orders")
+
+
+async def eventually(probe, within: float, interval: float = 0.05, message: str = "condition"):
+    """Await `probe()` (sync or async) until truthy; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message}: not within {within}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+async def run_billing_cli(platform_env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "billing",
+        *args,
+        cwd=ROOT / "services/billing",
+        env=platform_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+async def post_order(client: httpx.AsyncClient, n: int = 1) -> httpx.Response:
+    return await client.post(
+        "/api/billing", json={"user_id": n + 1, "number_of_items": "2", "total_amount": "20.50"}
+    )
+
+
+async def queue_depth(channel, name: str) -> int:
+    """Ready messages (passive declare: what /health reports as queue_depth)."""
+    queue = await channel.declare_queue(name, passive=True)
+    return queue.declaration_result.message_count or 0

@@ -1,0 +1,160 @@
+"""The private broker restarted and the private database stopped under the running services."""
+
+import asyncio
+import os
+import re
+import signal
+import time
+
+import asyncpg
+import httpx
+
+from resilience_support import (
+    QUEUE,
+    count_orders,
+    eventually,
+    new_orders,
+    post_order,
+    publish_orders,
+    start_gateway,
+    stored_ids,
+)
+
+
+async def test_broker_restart_keeps_queued_orders_and_everything_reconnects(
+    platform, rabbit, orders_db
+):
+    billing = platform.start("billing")
+    start_gateway(platform)
+    gateway = platform.processes["gateway"]
+    accepted: list[str] = []
+    async with (
+        httpx.AsyncClient(base_url=platform.url("gateway"), timeout=15) as client,
+        httpx.AsyncClient(base_url=platform.url("billing"), timeout=5) as billing_api,
+    ):
+
+        async def post_accepted(n: int) -> None:
+            response = await post_order(client, n)
+            assert response.status_code == 200, response.text
+            accepted.append(response.json()["order_id"])
+
+        await post_accepted(1)
+        await eventually(lambda: _stored(orders_db, 1), within=10, message="consumer works")
+        await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=10)  # acked
+
+        # Orders queued (billing frozen: they wait on the queue or unacked in its socket) ...
+        os.kill(billing.pid, signal.SIGSTOP)
+        try:
+            for start in range(0, 300, 30):
+                await asyncio.gather(*(post_accepted(n) for n in range(start, start + 30)))
+            assert rabbit.queue_counts(QUEUE)["messages"] == 300
+            # ... when the broker goes down.
+            rabbit.stop()
+        finally:
+            os.kill(billing.pid, signal.SIGCONT)
+
+        # While it is down: 503, never 200, and both processes stay up.
+        statuses = []
+        for n in range(30):
+            started = time.monotonic()
+            response = await post_order(client, n)
+            statuses.append(response.status_code)
+            assert time.monotonic() - started < 6, "gateway hung on a POST while the broker is down"
+        assert set(statuses) == {503}, statuses
+        assert response.json()["error"]
+        health = await client.get("/health")
+        assert (health.status_code, health.json()["broker"]) == (503, "unreachable")
+
+        async def billing_reports_broker_down() -> bool:
+            answer = await billing_api.get("/health")
+            return answer.status_code == 503 and answer.json()["broker"] == "unreachable"
+
+        await eventually(billing_reports_broker_down, within=10, message="billing sees the outage")
+        assert gateway.poll() is None and billing.poll() is None
+
+        # Broker back: both reconnect by themselves (same processes), within seconds.
+        rabbit.start()
+        back = time.monotonic()
+
+        async def post_succeeds() -> bool:
+            response = await post_order(client, 7)
+            if response.status_code == 200:
+                accepted.append(response.json()["order_id"])
+            return response.status_code == 200
+
+        await eventually(post_succeeds, within=15, interval=0.2, message="gateway reconnected")
+        gateway_back = time.monotonic() - back
+        for n in range(20):
+            await post_accepted(n)
+
+        async def billing_healthy() -> bool:
+            return (await billing_api.get("/health")).status_code == 200
+
+        await eventually(billing_healthy, within=15, interval=0.2, message="billing reconnected")
+        await eventually(
+            lambda: _stored(orders_db, len(accepted)), within=20, message="all orders stored"
+        )
+        consumer_back = time.monotonic() - back
+
+    stored = await stored_ids(orders_db)
+    assert sorted(stored) == sorted(accepted)  # none lost, none twice
+    assert gateway.poll() is None and billing.poll() is None  # neither was restarted
+    assert platform.processes["gateway"].pid == gateway.pid
+    assert platform.processes["billing"].pid == billing.pid
+    print(f"gateway 200 again {gateway_back:.1f}s, all stored {consumer_back:.1f}s after restart")
+
+
+RETRY = re.compile(r"database unavailable .*; retrying (\d+) orders in ([\d.]+)s")
+
+
+async def test_database_down_nothing_is_acked_the_consumer_backs_off_and_resumes(
+    platform, rabbit, postgres, orders_db
+):
+    billing = platform.start("billing")
+    first = new_orders(1)
+    await publish_orders(rabbit, first)
+    await eventually(lambda: _stored(orders_db, 1), within=10, message="consumer works")
+    await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=10)  # acked
+    await orders_db.close()
+
+    postgres.stop("fast")  # every open connection is cut
+    orders = new_orders(3_000)
+    await publish_orders(rabbit, orders)
+
+    def delays() -> list[float]:
+        return [float(match[2]) for match in RETRY.finditer(platform.log("billing"))]
+
+    # It backs off (0.5 s, 1 s, 2 s ...): a few retries, not a tight loop, and no crash.
+    await eventually(lambda: any(d >= 2 for d in delays()), within=20, message="backoff to 2s")
+    assert delays() == sorted(delays()) and len(delays()) <= 5, delays()
+    assert billing.poll() is None and platform.processes["billing"].pid == billing.pid
+
+    # Nothing acked that is not committed: every order is still on the queue (ready or held).
+    counts = rabbit.queue_counts(QUEUE)
+    assert counts["messages"] == len(orders), counts
+    assert counts["messages_unacknowledged"] > 0, counts  # the batch it keeps retrying
+
+    async with httpx.AsyncClient(base_url=platform.url("billing"), timeout=5) as billing_api:
+        health = await billing_api.get("/health")
+        body = health.json()
+        assert health.status_code == 503
+        assert (body["database"], body["broker"]) == ("unreachable", "ok")
+        assert body["error"] == "database unreachable"
+        assert body["queue_depth"] == counts["messages_ready"]
+
+        postgres.start()
+        db = await asyncpg.connect(postgres.dsn)
+        try:
+            await eventually(
+                lambda: _stored(db, len(orders) + 1), within=30, message="resumed, all stored"
+            )
+            await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=15)
+            assert sorted(await stored_ids(db)) == sorted(i for i, _ in first + orders)
+            assert (await billing_api.get("/health")).status_code == 200
+        finally:
+            await db.close()
+    assert billing.poll() is None and platform.processes["billing"].pid == billing.pid
+
+
+async def _stored(db, count: int) -> bool:
+    return await count_orders(db) >= count
