@@ -15,6 +15,7 @@ from billing.config import Settings, get_settings
 from billing.consumer import Consumer
 from billing.db import create_pool, transaction
 from billing.errors import OrderNotFound, install_handlers
+from billing.observability import Observe
 from billing.schemas import OrderCreate, OrderPublic, parse_order_id
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,16 @@ def _route(
     app.add_api_route(path + "/", endpoint, methods=[method], include_in_schema=False, **kwargs)
 
 
+class BillingApp(FastAPI):
+    """FastAPI wrapped, outside even its error middleware, by `Observe` (request id, metrics),
+    so that every response, a 500 included, carries X-Request-ID and is counted."""
+
+    def build_middleware_stack(self) -> Any:
+        return Observe(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(
+    app = BillingApp(
         title="billing",
         version="0.1.0",
         redirect_slashes=False,

@@ -5,6 +5,10 @@
 - Valid messages of a batch are inserted in one transaction (`ON CONFLICT (order_id) DO NOTHING`,
   so a redelivered message never makes a second row) and acked only after the commit.
 - Database down: nothing is acked; the same batch is retried with capped exponential backoff.
+- Tracing: while a message is handled, `logging.request_id` is its AMQP `correlation_id` (the
+  gateway puts the client's X-Request-ID there). One log line per stored batch (with the
+  message's request id and order_id when the batch is a single message; per-message lines at
+  DEBUG), one per dead letter.
 - Broker down at boot: connect is retried with backoff; later outages are handled by the robust
   connection, which reopens the channel and re-consumes. Deliveries from a dead channel are
   dropped (the broker redelivers them).
@@ -27,6 +31,8 @@ from aio_pika.connection import make_url
 
 from billing.config import Settings
 from billing.db import transaction
+from billing.logging import request_id
+from billing.observability import CONSUMED, DEAD_LETTERED, DUPLICATES
 from billing.repository import insert_orders
 from billing.schemas import InvalidOrder, NewOrder, parse_order_message
 
@@ -103,6 +109,47 @@ async def _give_back(message: AbstractIncomingMessage) -> None:
             await message.nack(requeue=True)
         except Exception as exc:
             log.warning("nack failed (%r): the broker will redeliver", exc)
+
+
+@contextlib.contextmanager
+def traced(message: AbstractIncomingMessage) -> Iterator[None]:
+    """Log lines written meanwhile carry the message's correlation_id as their request_id."""
+    token = request_id.set(message.correlation_id or "-")
+    try:
+        yield
+    finally:
+        request_id.reset(token)
+
+
+def _log_stored(items: list[Item], stored: int) -> None:
+    """One line per batch (traced when the batch is one message); per message only at DEBUG."""
+    duplicates = len(items) - stored
+    CONSUMED.inc(stored)
+    if duplicates:
+        DUPLICATES.inc(duplicates)
+    if len(items) == 1:
+        message, order = items[0]
+        with traced(message):
+            log.info(
+                "stored order %s%s",
+                order.order_id,
+                " (duplicate, already stored)" if duplicates else "",
+                extra={"order_id": str(order.order_id), "stored": stored},
+            )
+        return
+    log.info(
+        "stored a batch of %d orders: %d new, %d duplicates",
+        len(items),
+        stored,
+        duplicates,
+        extra={"batch_size": len(items), "stored": stored, "duplicates": duplicates},
+    )
+    if log.isEnabledFor(logging.DEBUG):
+        for message, order in items:
+            with traced(message):
+                log.debug(
+                    "stored order %s", order.order_id, extra={"order_id": str(order.order_id)}
+                )
 
 
 @dataclass
@@ -260,6 +307,7 @@ class Consumer:
         if stored is not None:
             self.stats.batches += 1
             self.stats.stored += stored
+            _log_stored(items, stored)
             # Every earlier delivery on this channel is settled: one ack covers the batch.
             await _settle(items[-1][0], multiple=True)
 
@@ -296,11 +344,21 @@ class Consumer:
                 continue
             if stored is not None:
                 self.stats.stored += stored
+                _log_stored([(message, order)], stored)
                 await _settle(message)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        with traced(message):
+            await self._publish_dead_letter(message, reason)
+
+    async def _publish_dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         assert self._channel is not None
-        log.warning("dead-lettering message %s: %s", message.message_id, reason)
+        log.warning(
+            "dead-lettering message %s: %s",
+            message.message_id,
+            reason,
+            extra={"order_id": message.message_id, "reason": reason},
+        )
         try:
             await self._channel.default_exchange.publish(
                 dead_letter(message, reason, self.settings.billing_queue),
@@ -314,4 +372,5 @@ class Consumer:
             await _give_back(message)
             return
         self.stats.dead_lettered += 1
+        DEAD_LETTERED.inc()
         await _settle(message)
