@@ -316,3 +316,16 @@ async def test_billing_errors_and_timeouts_are_mapped(gateway_factory, billing):
     assert failing.json() == {"error": "billing answered with an error"}
     assert slow.status_code == 504
     assert slow.json() == {"error": "billing timed out"}
+
+
+async def test_an_order_sent_as_curl_d_does_without_a_json_content_type(
+    gateway, billing_queue, amqp_message
+):
+    response = await gateway.client.post(
+        "/api/billing",
+        content=b'{"user_id": 3, "number_of_items": "1", "total_amount": 4}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    message = await amqp_message(billing_queue)
+    assert json.loads(message.body)["order_id"] == response.json()["order_id"]
