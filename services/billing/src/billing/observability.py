@@ -23,11 +23,11 @@ from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -41,16 +41,30 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-REQUESTS = Counter("http_requests_total", "HTTP requests answered", ("method", "route", "status"))
+# Billing's own registry, not the library's global one, so its metrics never collide with another
+# service's of the same name in one Python process (the test suite imports all three services).
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered",
+    ("method", "route", "status"),
+    registry=REGISTRY,
+)
 DURATION = Histogram(
     "http_request_duration_seconds",
     "Time from receiving a request to the end of its response",
     ("method", "route"),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
 )
-CONSUMED = Counter("orders_consumed", "Orders stored from the queue (new rows)")
-DUPLICATES = Counter("orders_duplicates", "Queued orders whose order_id was already stored")
-DEAD_LETTERED = Counter("orders_dead_lettered", "Messages published to the dead-letter queue")
+CONSUMED = Counter("orders_consumed", "Orders stored from the queue (new rows)", registry=REGISTRY)
+DUPLICATES = Counter(
+    "orders_duplicates", "Queued orders whose order_id was already stored", registry=REGISTRY
+)
+DEAD_LETTERED = Counter(
+    "orders_dead_lettered", "Messages published to the dead-letter queue", registry=REGISTRY
+)
 
 DEPTH_TIMEOUT = 1.0
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
