@@ -10,7 +10,12 @@ rabbitmq_start() {
     log "starting RabbitMQ"
     rabbitmq-server -detached
   fi
-  timeout 120 rabbitmqctl -q await_startup >/dev/null || die "RabbitMQ did not start within 120s"
+  # await_startup fails at once while the freshly detached node is not registered yet: poll.
+  local deadline=$((SECONDS + 120))
+  until rabbitmqctl -q await_startup >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "RabbitMQ did not start within 120s"
+    sleep 1
+  done
 }
 
 rabbitmq_vhost() {
