@@ -332,7 +332,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/billing", description=__doc__.split("\n")[0])
     parser.add_argument("--backlog", type=int, default=50_000, help="queued orders to drain")
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
+    parser.add_argument(
+        "--parts", default="drain,post", help="what to measure: drain, post or both (drain,post)"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
@@ -341,30 +345,33 @@ def main() -> int:
     results: dict[str, dict] = {}
     try:
         bench.setup()
-        print(f"draining {args.backlog} orders: naive baseline ...", file=sys.stderr)
-        results["drain_naive"] = bench.drain_naive()
-        print("draining: billing ...", file=sys.stderr)
-        results["drain_real"] = bench.drain_real()
-        print(f"POST /api/billing, wrk -c32 -d{args.duration}s: baseline ...", file=sys.stderr)
-        results["post_naive"] = bench.post_naive()
-        for workers in (1, 2):
-            print(f"POST: gateway, {workers} worker(s) ...", file=sys.stderr)
-            results[f"post_gateway_{workers}"] = bench.post_gateway(workers)
+        if "drain" in parts:
+            print(f"draining {args.backlog} orders: naive baseline ...", file=sys.stderr)
+            results["drain_naive"] = bench.drain_naive()
+            print("draining: billing ...", file=sys.stderr)
+            results["drain_real"] = bench.drain_real()
+        if "post" in parts:
+            print(f"POST /api/billing, wrk -c32 -d{args.duration}s: baseline ...", file=sys.stderr)
+            results["post_naive"] = bench.post_naive()
+            for workers in (1, 2):
+                print(f"POST: gateway, {workers} worker(s) ...", file=sys.stderr)
+                results[f"post_gateway_{workers}"] = bench.post_gateway(workers)
     finally:
         bench.close()
 
-    drain, naive = results["drain_real"], results["drain_naive"]
-    rows = [
-        ("measure (per second)", "real", "baseline", "ratio", "goal"),
-        (
-            f"orders drained from a {args.backlog} backlog",
-            f"{drain['per_s']:,.0f}",
-            f"{naive['per_s']:,.0f}",
-            f"{drain['per_s'] / naive['per_s']:.2f}x",
-            ">= 10,000",
-        ),
-    ]
-    for workers in (1, 2):
+    rows = [("measure (per second)", "real", "baseline", "ratio", "goal")]
+    if "drain" in parts:
+        drain, naive = results["drain_real"], results["drain_naive"]
+        rows.append(
+            (
+                f"orders drained from a {args.backlog} backlog",
+                f"{drain['per_s']:,.0f}",
+                f"{naive['per_s']:,.0f}",
+                f"{drain['per_s'] / naive['per_s']:.2f}x",
+                ">= 10,000",
+            )
+        )
+    for workers in (1, 2) if "post" in parts else ():
         post = results[f"post_gateway_{workers}"]
         base = results["post_naive"]["per_s"]
         rows.append(
@@ -377,11 +384,13 @@ def main() -> int:
             )
         )
     print(table(rows))
-    print(
-        f"\ndrain: billing {drain['seconds']:.1f} s (consumer RSS peak {drain['rss_mib']:.0f} MiB),"
-        f" naive {naive['seconds']:.1f} s (RSS peak {naive['rss_mib']:.0f} MiB)"
-    )
-    for name in ("post_naive", "post_gateway_1", "post_gateway_2"):
+    if "drain" in parts:
+        print(
+            f"\ndrain: billing {drain['seconds']:.1f} s"
+            f" (consumer RSS peak {drain['rss_mib']:.0f} MiB),"
+            f" naive {naive['seconds']:.1f} s (RSS peak {naive['rss_mib']:.0f} MiB)"
+        )
+    for name in ("post_naive", "post_gateway_1", "post_gateway_2") if "post" in parts else ():
         post = results[name]
         print(
             f"{name}: p50 {post['p50_ms']:.1f} ms, p99 {post['p99_ms']:.1f} ms, "
