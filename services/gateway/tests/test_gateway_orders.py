@@ -38,6 +38,9 @@ async def test_order_is_published_per_the_queue_contract(
         headers={"X-Request-ID": "req-123"},
     )
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "req-123"
+    assert "date" in response.headers
     answer = response.json()
     assert answer["message"] == "Message posted"
     order_id = answer["order_id"]
@@ -134,6 +137,53 @@ async def test_invalid_orders_are_422_and_not_published(
     )
     message = await amqp_message(billing_queue)
     assert json.loads(message.body)["order_id"] == valid.json()["order_id"]
+
+
+async def test_an_invalid_order_names_every_fault_in_the_body(gateway):
+    response = await gateway.client.post("/api/billing", json={"user_id": 1.5, "x": 1})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "invalid request",
+        "details": [
+            {"loc": ["body", "user_id"], "msg": "Value error, must be an integer"},
+            {"loc": ["body", "number_of_items"], "msg": "Field required"},
+            {"loc": ["body", "total_amount"], "msg": "Field required"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (
+            b'{"user_id": 100000000000000000000000, "number_of_items": 1, "total_amount": 1}',
+            "user_id",
+        ),
+        (b'{"user_id": 1, "number_of_items": 1, "total_amount": NaN}', "total_amount"),
+        (b'{"user_id": 1, "number_of_items": 1, "total_amount": -Infinity}', "total_amount"),
+    ],
+)
+async def test_numbers_some_json_parsers_refuse_are_judged_by_the_schema(gateway, raw, field):
+    # Huge integers and NaN/Infinity are read (as pydantic does), then refused as values: 422.
+    response = await gateway.client.post("/api/billing", content=raw)
+    assert response.status_code == 422
+    assert [detail["loc"] for detail in response.json()["details"]] == [["body", field]]
+
+
+async def test_a_chunked_order_is_accepted(gateway, billing_queue, amqp_message):
+    async def chunks():
+        yield b'{"user_id": 5, "number_of_items": 1,'
+        yield b' "total_amount": "3.10"}'
+
+    response = await gateway.client.post("/api/billing", content=chunks())
+    assert response.status_code == 200
+    message = await amqp_message(billing_queue)
+    assert json.loads(message.body) == {
+        "order_id": response.json()["order_id"],
+        "user_id": 5,
+        "number_of_items": 1,
+        "total_amount": "3.10",
+    }
 
 
 @pytest.mark.parametrize("payload", [[1, 2], "order", 7])

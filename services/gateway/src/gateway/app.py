@@ -1,24 +1,22 @@
-"""The gateway: a raw ASGI movies proxy in front of a small FastAPI app (orders, health, docs)."""
+"""The gateway: raw ASGI handlers (movies proxy, order intake) in front of a small FastAPI app
+(order look-ups, health, docs)."""
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
-from uuid import uuid4
 
 import aiohttp
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
-from pydantic import ValidationError
 
 from .billing_client import BillingClient, new_session
 from .config import Settings, get_settings
-from .errors import BrokerUnavailable, GatewayError, install_error_handlers, json_response
+from .errors import GatewayError, install_error_handlers, json_response
 from .guard import ApiKeys, Guard, RateLimiter
-from .logging import request_id
 from .metrics import Metrics
+from .orders import OrderIntake
 from .proxy import Gateway, MoviesProxy
 from .publisher import OrderPublisher
 from .schemas import (
@@ -29,7 +27,6 @@ from .schemas import (
     Order,
     OrderAccepted,
     OrderCreate,
-    order_message,
 )
 from .upstream import UpstreamClient
 
@@ -76,16 +73,6 @@ _INVALID_ORDER = {
 }
 
 
-def _parse_order(body: bytes) -> OrderCreate:
-    """The body is read as JSON whatever its Content-Type (`curl -d` sends a form type), as
-    inventory does; errors take the shape of FastAPI's own body validation errors."""
-    try:
-        return OrderCreate.model_validate_json(body)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
-
-
 @_both(
     orders,
     "/api/billing",
@@ -108,19 +95,9 @@ def _parse_order(body: bytes) -> OrderCreate:
         503: _err("RabbitMQ unreachable or did not confirm", "message broker unavailable"),
     },
 )
-async def post_order(request: Request) -> Response:
-    order = _parse_order(await request.body())
-    order_id = str(uuid4())
-    state = request.app.state
-    try:
-        await state.publisher.publish(
-            order_message(order_id, order), correlation_id=request_id.get()
-        )
-    except BrokerUnavailable:
-        state.metrics.published_unavailable.inc()
-        raise
-    state.metrics.published_ok.inc()
-    return json_response({"message": "Message posted", "order_id": order_id})
+async def post_order() -> None:
+    """Documentation only: orders.OrderIntake serves POST /api/billing[/] before routing."""
+    raise GatewayError("orders are taken before routing")
 
 
 @_both(
@@ -425,7 +402,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     if "HTTPValidationError" in str(responses.get("422", "")):
                         del responses["422"]
             schemas = schema.get("components", {}).get("schemas", {})
-            # post_order reads its body itself (any Content-Type): its schema is added here.
+            # The order intake reads the body itself (any Content-Type): its schema is added here.
             schemas["OrderCreate"] = OrderCreate.model_json_schema()
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
@@ -493,4 +470,4 @@ def create_app(settings: Settings | None = None) -> Gateway:
         path = getattr(route, "path", None)
         if path in ("/docs", "/redoc", app.openapi_url):
             app.add_route(path + "/", route.endpoint, include_in_schema=False)  # type: ignore[attr-defined]
-    return Gateway(app, proxy, metrics)
+    return Gateway(app, proxy, metrics, OrderIntake(publisher, guard, metrics))

@@ -2,10 +2,13 @@
 
 `Gateway` gives every request an id (the client's X-Request-ID when well-formed, else a new one),
 applies the /api protections (rate limit, API keys, body size: guard.py), sends /api/movies… to
-`MoviesProxy` before any FastAPI routing and the rest to the FastAPI app, and counts every answer
-(metrics.py). The proxy forwards verbatim (method, raw path, raw query string, body, end-to-end
-headers plus X-Forwarded-* and X-Request-ID) through the upstream client (upstream.py) and relays
-the upstream's status, headers (less hop-by-hop ones) and body as received; no JSON is parsed.
+`MoviesProxy` and POST /api/billing to the order intake (orders.py) before any FastAPI routing,
+the rest to the FastAPI app, and counts every answer (metrics.py). (Bodiless GETs of
+/api/movies… usually do not even reach ASGI: protocol.py serves them from parser callbacks.)
+
+The proxy forwards verbatim (method, raw path, raw query string, body, end-to-end headers plus
+X-Forwarded-* and X-Request-ID) through the upstream client (upstream.py) and relays the
+upstream's status, headers (less hop-by-hop ones) and body as received; no JSON is parsed.
 Dead upstream: 502; no answer within GATEWAY_UPSTREAM_TIMEOUT: 504. Every answer, the gateway's
 own errors included, carries X-Request-ID.
 """
@@ -137,13 +140,24 @@ class MoviesProxy:
         self._next = 0
         self.client: UpstreamClient | None = None  # set by the app's lifespan
 
-    def _order(self) -> list[int]:
+    def first_choice(self) -> int:
+        """The upstream the next request tries first; `chosen()` moves the round-robin on."""
+        return self._order(advance=False)[0]
+
+    def chosen(self) -> None:
+        self._next = (self._next + 1) % len(self.upstreams)
+
+    def timed_out(self, index: int) -> None:
+        log.warning("inventory %s timed out", self.upstreams[index])
+
+    def _order(self, advance: bool = True) -> list[int]:
         """Upstream indexes to try: round-robin start, recently failed ones last."""
         count = len(self.upstreams)
         if count == 1:
             return [0]
         start = self._next
-        self._next = (start + 1) % count
+        if advance:
+            self._next = (start + 1) % count
         order = [(start + i) % count for i in range(count)]
         now = time.monotonic()
         return [i for i in order if self._down_until[i] <= now] + [
@@ -155,7 +169,9 @@ class MoviesProxy:
         headers, length, chunked, rid, authorization = forwarded_headers(scope)
         request_id.set(rid.decode("latin-1"))
         guard = self.guard
-        refusal = guard.check(scope, authorization)
+        # A request the fast path (protocol.py) passes on has been through the guard already:
+        # its rate-limit token is not taken twice.
+        refusal = None if "gateway.guarded" in scope else guard.check(scope, authorization)
         if refusal is not None:
             return await refuse(send, refusal, rid)
         if length is not None:
@@ -172,7 +188,7 @@ class MoviesProxy:
             if chunked or (length is not None and length > SMALL_BODY):
                 body = _stream_body(receive, guard.max_body)
             elif length:
-                body = await _read_body(receive, guard.max_body)
+                body = await read_body(receive, guard.max_body)
             response = await self._forward(scope["method"], target, headers, body)
         except TimedOut:
             return await send_json(send, 504, TIMED_OUT, rid)
@@ -184,7 +200,7 @@ class MoviesProxy:
             return 0
         response.headers.append((b"x-request-id", rid))
         try:
-            await _relay(response, send)
+            await relay(response, send)
         finally:
             response.release()
         return response.status
@@ -222,11 +238,11 @@ class MoviesProxy:
                 else:
                     raise
             except TimedOut:
-                log.warning("inventory %s timed out", self.upstreams[index])
+                self.timed_out(index)
                 raise
 
 
-async def _relay(response: UpstreamResponse, send: Send) -> None:
+async def relay(response: UpstreamResponse, send: Send) -> None:
     """Status, headers (hop-by-hop ones already dropped by the client) and body, as received."""
     start = {"type": "http.response.start", "status": response.status, "headers": response.headers}
     if response.body is not None:
@@ -300,7 +316,7 @@ def forwarded_headers(
     return out, length, chunked, rid, authorization
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int) -> bytes:
     chunks = []
     size = 0
     while True:
@@ -332,7 +348,7 @@ async def _stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
-def _app_request(headers: Headers) -> tuple[bytes, bytes | None, int | None, bool]:
+def request_facts(headers: Headers) -> tuple[bytes, bytes | None, int | None, bool]:
     """(request id, authorization, content-length, chunked) of a request for the FastAPI app."""
     rid = authorization = None
     length: int | None = None
@@ -350,12 +366,19 @@ def _app_request(headers: Headers) -> tuple[bytes, bytes | None, int | None, boo
 
 
 class Gateway:
-    """ASGI entry: /api/movies… goes to the proxy, /metrics is answered here, the rest goes to
-    the FastAPI app."""
+    """ASGI entry: /api/movies… goes to the proxy, POST /api/billing to the order intake
+    (orders.py), /metrics is answered here, the rest goes to the FastAPI app."""
 
-    def __init__(self, app: ASGIApp, proxy: MoviesProxy, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        proxy: MoviesProxy,
+        metrics: Metrics,
+        orders: Callable[[Scope, Receive, Send], Awaitable[int]],
+    ) -> None:
         self.app = app
         self.proxy = proxy
+        self.orders = orders
         self.guard = proxy.guard
         self.metrics = metrics
 
@@ -371,13 +394,17 @@ class Gateway:
                 self.metrics.observe(
                     scope["method"], movies_route(path), status, time.perf_counter() - started
                 )
+        elif (path == "/api/billing" or path == "/api/billing/") and scope["method"] == "POST":
+            status = await self.orders(scope, receive, send)
+            if status:
+                self.metrics.observe("POST", "/api/billing", status, time.perf_counter() - started)
         elif path == "/metrics" or path == "/metrics/":
             await self._scrape(scope, send)
         else:
             await self._app(scope, receive, send, started)
 
     async def _app(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
-        rid, authorization, length, chunked = _app_request(scope["headers"])
+        rid, authorization, length, chunked = request_facts(scope["headers"])
         request_id.set(rid.decode("latin-1"))
         path = scope["path"]
         status = 0
@@ -390,7 +417,7 @@ class Gateway:
                 return
             if chunked:  # read here, within the limit, and handed to the app whole
                 try:
-                    receive = _replay(await _read_body(receive, self.guard.max_body), receive)
+                    receive = _replay(await read_body(receive, self.guard.max_body), receive)
                 except TooLarge:
                     status = await refuse(send, TOO_LARGE, rid)
                     return
@@ -418,7 +445,7 @@ class Gateway:
                 )
 
     async def _scrape(self, scope: Scope, send: Send) -> None:
-        rid = _app_request(scope["headers"])[0]
+        rid = request_facts(scope["headers"])[0]
         if scope["method"] not in ("GET", "HEAD"):
             await send_json(send, 405, b'{"error":"method not allowed"}', rid, [(b"allow", b"GET")])
             return

@@ -13,10 +13,14 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq import spec
 
 from .errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
+
+Properties = spec.Basic.Properties
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 class OrderPublisher:
@@ -96,25 +100,38 @@ class OrderPublisher:
             return
 
     async def publish(self, body: dict[str, Any], correlation_id: str | None = None) -> None:
-        """Publish a persistent JSON message; returns once the broker confirmed it."""
+        """Publish a persistent JSON message (message id = the order id); returns once the
+        broker confirmed it. BrokerUnavailable when it is down, nacked, returned it (unroutable)
+        or did not confirm within the publish timeout."""
         channel = self._channel
         if channel is None or not self.connected:
             raise BrokerUnavailable  # known to be down: fail fast, don't wait for a timeout
-        message = aio_pika.Message(
-            orjson.dumps(body),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        order_id = body["order_id"]
+        # aiormq's basic_publish directly: building an aio_pika.Message and going through
+        # aio-pika's exchange.publish cost about a third of an order's CPU (measured).
+        properties = Properties(
             content_type="application/json",
-            message_id=body["order_id"],
+            delivery_mode=PERSISTENT,
+            message_id=order_id,
             correlation_id=correlation_id,
         )
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await channel.default_exchange.publish(message, routing_key=self.queue)
+            underlay = await channel.get_underlay_channel()  # connected: returns at once
+            # wait=False: don't hold the channel's lock until the frame is on the socket (that
+            # serialises concurrent publishes); the confirm is awaited, within the timeout.
+            await underlay.basic_publish(
+                orjson.dumps(body),
+                routing_key=self.queue,
+                properties=properties,
+                mandatory=True,
+                timeout=self._publish_timeout,
+                wait=False,
+            )
         except TimeoutError as exc:
-            log.warning("no confirm for %s in %ss", body["order_id"], self._publish_timeout)
+            log.warning("no confirm for %s in %ss", order_id, self._publish_timeout)
             raise BrokerUnavailable from exc
         except Exception as exc:  # nack, returned (unroutable), channel or connection lost
-            log.warning("publishing order %s failed: %r", body["order_id"], exc)
+            log.warning("publishing order %s failed: %r", order_id, exc)
             raise BrokerUnavailable from exc
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ Errors tell the proxy what a retry may do: `ConnectFailed` (nothing was sent), `
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -115,6 +115,8 @@ class _Connection(asyncio.Protocol):
         self.in_flight = False
         self.head_only = False  # answering a HEAD: no body will follow
         self._waiter: asyncio.Future[None] | None = None
+        # Called instead of waking a waiter when the exchange is driven by callbacks (fastpath.py)
+        self.listener: Callable[[], None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
         self._reading_paused = False
@@ -232,6 +234,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
+        if self.listener is not None:
+            self.listener()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -243,9 +248,9 @@ class _Connection(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._deadlines.waiting.discard(self)
-        if self._waiter is not None and not self._waiter.done():
+        if self.listener is not None or (self._waiter is not None and not self._waiter.done()):
             self._error = TimedOut()
-            self._waiter.set_result(None)
+            self._wake()
         self._close()
 
     async def _wait(self, deadline: float) -> None:
@@ -274,7 +279,7 @@ class _Connection(asyncio.Protocol):
         if chunked and not self.closed:
             self.transport.write(b"0\r\n\r\n")
 
-    def _head_ready(self) -> bool:
+    def head_ready(self) -> bool:
         # A small body is awaited too (it follows its head closely; uvicorn writes them apart):
         # the proxy then relays head and body in one go instead of streaming them.
         return (
@@ -284,10 +289,15 @@ class _Connection(asyncio.Protocol):
         )
 
     async def read_head(self, seconds: float) -> None:
-        if not self._head_ready():
+        if not self.head_ready():
             deadline = self._loop.time() + seconds
-            while not self._head_ready():
+            while not self.head_ready():
                 await self._wait(deadline)
+        self.take_head()
+
+    def take_head(self) -> None:
+        """Once head_ready(): raises the exchange's error if nothing can be relayed, else makes
+        `body` the whole body when it is complete."""
         if self._error is not None and not self._complete:
             raise self._error  # nothing relayed yet: the proxy can still answer 502/504
         if self._complete:
@@ -314,7 +324,7 @@ class _Connection(asyncio.Protocol):
 
 
 class UpstreamResponse:
-    __slots__ = ("_client", "_conn", "_upstream", "body", "headers", "status")
+    __slots__ = ("_client", "_conn", "_upstream", "body", "headers", "sized", "status")
 
     def __init__(self, client: "UpstreamClient", upstream: _Upstream, conn: _Connection) -> None:
         self._client = client
@@ -322,7 +332,31 @@ class UpstreamResponse:
         self._conn = conn
         self.status = conn.status
         self.headers = conn.headers
-        self.body = conn.body
+        self.body = conn.body  # the whole body once complete, else None (stream it)
+        self.sized = conn._small  # a Content-Length up to SMALL_BODY came with it
+
+    def arrived(self) -> bool:
+        """For `send_get`'s listener: False while the head is still to come; then True with
+        status, headers and body taken, or the exchange's UpstreamError raised."""
+        conn = self._conn
+        if not conn.head_ready():
+            return False
+        conn.listener = None
+        self._client._deadlines.waiting.discard(conn)
+        try:
+            conn.take_head()
+        except UpstreamError as exc:
+            conn._close()
+            if isinstance(exc, Disconnected) and exc.reused:
+                self._client._drop_idle(self._upstream)
+            raise
+        self.status, self.headers, self.body, self.sized = (
+            conn.status,
+            conn.headers,
+            conn.body,
+            conn._small,
+        )
+        return True
 
     def iter_body(self) -> AsyncIterator[bytes]:
         return self._conn.iter_chunks(self._client.read_timeout)
@@ -348,12 +382,19 @@ class UpstreamClient:
         self._deadlines = _Deadlines()
         self._ssl = ssl.create_default_context() if any(u.ssl for u in self.upstreams) else None
 
-    async def _acquire(self, upstream: _Upstream) -> _Connection:
+    @staticmethod
+    def _pooled(upstream: _Upstream) -> _Connection | None:
         idle = upstream.idle
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
+        return None
+
+    async def _acquire(self, upstream: _Upstream) -> _Connection:
+        conn = self._pooled(upstream)
+        if conn is not None:
+            return conn
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -367,18 +408,39 @@ class UpstreamClient:
             raise ConnectFailed(f"{upstream.url}: {exc!r}") from exc
         return conn
 
+    @staticmethod
+    def _head(upstream: _Upstream, method: str, target: bytes, headers: Headers) -> list[bytes]:
+        parts = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", upstream.host_header]
+        for name, value in headers:
+            parts += (b"\r\n", name, b": ", value)
+        parts.append(b"\r\n\r\n")
+        return parts
+
+    def send_get(
+        self, index: int, target: bytes, headers: Headers, listener: Callable[[], None]
+    ) -> "UpstreamResponse | None":
+        """Starts a bodiless GET on a pooled connection without awaiting anything; None when no
+        connection is pooled. `listener` is called (maybe several times) as the answer arrives:
+        read it with `head_ready()`/`take_head()` on the response's connection."""
+        upstream = self.upstreams[index]
+        conn = self._pooled(upstream)
+        if conn is None:
+            return None
+        conn.in_flight = True
+        conn.head_only = False
+        conn.listener = listener
+        conn._deadline = conn._loop.time() + self.read_timeout
+        self._deadlines.add(conn)
+        conn.write(b"".join(self._head(upstream, "GET", target, headers)))
+        return UpstreamResponse(self, upstream, conn)
+
     async def exchange(
         self, index: int, method: str, target: bytes, headers: Headers, body: Body
     ) -> UpstreamResponse:
         upstream = self.upstreams[index]
         conn = await self._acquire(upstream)
-        chunked = False
-        parts = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", upstream.host_header]
-        for name, value in headers:
-            parts += (b"\r\n", name, b": ", value)
-            if name == b"transfer-encoding":
-                chunked = True
-        parts.append(b"\r\n\r\n")
+        chunked = any(name == b"transfer-encoding" for name, _ in headers)
+        parts = self._head(upstream, method, target, headers)
         if isinstance(body, bytes):
             parts.append(body)
         conn.in_flight = True

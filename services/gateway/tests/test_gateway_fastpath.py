@@ -1,0 +1,108 @@
+"""The callback-driven path for GETs (protocol.py): once a pooled upstream connection exists, a
+bodiless GET of /api/movies… is served without ASGI. These tests warm the pool first, then check
+what the ASGI path guarantees holds there too."""
+
+import asyncio
+import time
+from urllib.parse import urlsplit
+
+
+async def _raw_exchange(url: str, request: bytes, until: bytes, within: float = 5.0) -> bytes:
+    """Sends raw bytes, reads until `until` has been seen (or EOF) and returns all of it."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    received = b""
+    try:
+        writer.write(request)
+        async with asyncio.timeout(within):
+            while until not in received:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        writer.close()
+    return received
+
+
+async def test_pipelined_requests_are_answered_in_order(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+        warm = [gw.client.get("/api/movies/slow?seconds=0.2") for _ in range(4)]
+        assert [r.status_code for r in await asyncio.gather(*warm)] == [200] * 4  # 4 pooled
+        request = b"".join(
+            [
+                b"GET /api/movies/slow?seconds=0.3 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /api/movies/2 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"POST /api/movies/3 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+                b"GET /api/movies/4 HTTP/1.1\r\nHost: x\r\n\r\n",
+            ]
+        )
+        received = await _raw_exchange(gw.url, request, b'"raw_path": "/api/movies/4"')
+    answers = [
+        received.index(marker)
+        for marker in (
+            b'{"slow": true}',
+            b'"raw_path": "/api/movies/2"',
+            b'"method": "POST", "raw_path": "/api/movies/3"',
+            b'"raw_path": "/api/movies/4"',
+        )
+    ]
+    assert answers == sorted(answers)
+    assert received.count(b"HTTP/1.1 200 OK") == 4
+
+
+async def test_http_1_0_client_gets_its_answer_and_the_connection_closed(
+    gateway_factory, inventory
+):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+        assert (await gw.client.get("/api/movies/0")).status_code == 200
+        received = await _raw_exchange(gw.url, b"GET /api/movies/5 HTTP/1.0\r\n\r\n", b"\0")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in head.lower()
+    assert b'"raw_path": "/api/movies/5"' in body  # whole body, then EOF (read ended)
+
+
+async def test_a_client_leaving_mid_request_harms_no_later_request(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+        assert (await gw.client.get("/api/movies/0")).status_code == 200
+        parts = urlsplit(gw.url)
+        _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(b"GET /api/movies/slow?seconds=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        writer.close()  # gone before the answer
+        later = []
+        deadline = time.monotonic() + 1.0  # spans the abandoned answer's arrival (0.3 s)
+        while time.monotonic() < deadline:
+            later.append(await gw.client.get(f"/api/movies/{len(later)}"))
+    assert [r.status_code for r in later] == [200] * len(later)
+    assert [r.json()["raw_path"] for r in later] == [f"/api/movies/{i}" for i in range(len(later))]
+
+
+async def test_a_slow_upstream_on_a_pooled_connection_is_a_504(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url, GATEWAY_UPSTREAM_TIMEOUT=0.5) as gw:
+        assert (await gw.client.get("/api/movies/0")).status_code == 200
+        started = time.monotonic()
+        response = await gw.client.get("/api/movies/slow?seconds=5")
+        elapsed = time.monotonic() - started
+        after = await gw.client.get("/api/movies/1")
+    assert response.status_code == 504
+    assert response.json() == {"error": "inventory timed out"}
+    assert response.headers["x-request-id"]
+    assert elapsed < 1.5
+    assert after.status_code == 200
+
+
+async def test_answers_match_the_asgi_path_byte_for_byte(gateway_factory, inventory):
+    """The first GET goes through ASGI (no pooled connection yet), the second one not."""
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+        first, second = [
+            await gw.client.get("/api/movies/9?q=1", headers={"X-Request-ID": "same-id"})
+            for _ in range(2)
+        ]
+    assert first.content == second.content
+    volatile = {"date"}
+    assert [(k, v) for k, v in first.headers.multi_items() if k not in volatile] == [
+        (k, v) for k, v in second.headers.multi_items() if k not in volatile
+    ]
+    assert second.headers["x-request-id"] == "same-id"
