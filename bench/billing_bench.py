@@ -3,7 +3,8 @@ measured in the same run, on a private RabbitMQ node and a private PostgreSQL (o
 vhost under /tmp; loopback only), with the services started as processes (`python server.py`).
 
 (a) drain: orders stored per second from a backlog of N queued orders (default 50 000)
-    real      billing's consumer (prefetch 500, batches of 500 in one transaction, ack after commit)
+    real      billing's consumer (prefetch 1000, batches of 500 in one transaction, ack after
+              commit)
     baseline  a naive consumer written here: same prefetch, one INSERT (autocommit) + one ack per
               message
 (b) POST /api/billing accepted (200) per second, wrk with 32 connections
@@ -39,6 +40,7 @@ from platform_processes import Platform  # noqa: E402
 from private_nodes import PostgresNode, RabbitNode, free_port, private_root  # noqa: E402
 
 QUEUE = "billing_queue"
+PREFETCH = 1000  # billing's default; the naive consumer gets the same
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = '{"user_id": 7, "number_of_items": "2", "total_amount": "20.50"}'
@@ -58,7 +60,7 @@ end
 async def naive_consumer(url: str, dsn: str) -> None:
     connection = await aio_pika.connect(url)
     channel = await connection.channel()
-    await channel.set_qos(prefetch_count=500)
+    await channel.set_qos(prefetch_count=PREFETCH)
     queue = await channel.declare_queue(QUEUE, durable=True)
     db = await asyncpg.connect(dsn)
     insert = (
@@ -128,7 +130,7 @@ class Bench:
             "BILLING_HOST": "127.0.0.1",
             "BILLING_PORT": str(billing_port),
             "BILLING_QUEUE": QUEUE,
-            "BILLING_PREFETCH": "500",
+            "BILLING_PREFETCH": str(PREFETCH),
             "BILLING_BATCH_SIZE": "500",
             "BILLING_BATCH_LINGER": "0.02",
             "GATEWAY_HOST": "127.0.0.1",
@@ -397,7 +399,8 @@ def main() -> int:
             f"non-2xx {post['non_2xx']}, socket errors {post['socket_errors']}"
         )
     print(
-        "baselines: drain = one INSERT (autocommit) + one ack per message, same prefetch (500); "
+        "baselines: drain = one INSERT (autocommit) + one ack per message, "
+        f"same prefetch ({PREFETCH}); "
         "POST = bare aiohttp endpoint, one aio-pika confirming channel, 1 process. "
         f"{os.cpu_count()} CPUs; private RabbitMQ and PostgreSQL (fsync on); loopback only."
     )

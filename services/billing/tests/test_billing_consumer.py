@@ -11,6 +11,7 @@ import pytest
 
 from billing.config import Settings
 from billing.consumer import ORIGINAL_QUEUE_HEADER, REASON_HEADER
+from billing.observability import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -227,3 +228,37 @@ async def test_consumer_reconnects_and_consumes_again_after_a_broker_outage(
     await broker_proxy.start()
     await eventually(lambda: equals(count_rows(pool), 6), within=30)
     assert consumer.connected
+
+
+async def test_with_prefetch_above_the_batch_size_every_message_is_settled_once(
+    pool, settings: Settings, publish, depth, eventually, start_consumer
+) -> None:
+    # The next batch arrives while one commits; dead letters are acked one by one in between.
+    # A second ack of a delivery would kill the channel: its committed batch would come back.
+    duplicates_before = REGISTRY.get_sample_value("orders_duplicates_total")
+    sent = [order() if i % 97 else b"poison" for i in range(1, 2001)]
+    for body in sent:
+        await publish(body)
+    valid = sum(isinstance(body, dict) for body in sent)
+    consumer = await start_consumer(
+        settings.model_copy(update={"billing_prefetch": 1000, "billing_batch_size": 300})
+    )
+    await eventually(lambda: equals(count_rows(pool), valid))
+    await eventually(lambda: equals(depth(settings.dead_letter_queue), len(sent) - valid))
+    await consumer.stop()
+    assert await depth(settings.billing_queue) == 0
+    assert consumer.stats.stored == valid
+    assert REGISTRY.get_sample_value("orders_duplicates_total") == duplicates_before
+
+
+async def test_consumer_consumes_again_after_the_broker_cancelled_it(
+    pool, settings: Settings, channel, publish, eventually, start_consumer
+) -> None:
+    await start_consumer(settings)
+    await publish(first := order())
+    await eventually(lambda: stored(pool, first))
+
+    await channel.queue_delete(settings.billing_queue)  # the broker cancels its consumers
+    await channel.declare_queue(settings.billing_queue, durable=True)
+    await publish(later := order())
+    await eventually(lambda: stored(pool, later))

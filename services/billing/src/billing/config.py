@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     billing_db_user: str = "orders_user"
     billing_db_password: SecretStr
 
-    billing_prefetch: int = 500
+    # Unacked deliveries at most; above the batch size, the next batch arrives during a commit.
+    billing_prefetch: int = 1000
     # Largest batch stored in one transaction, and how long to wait for it to fill.
     billing_batch_size: int = 500
     billing_batch_linger: float = 0.02

@@ -10,8 +10,11 @@
   message's request id and order_id when the batch is a single message; per-message lines at
   DEBUG), one per dead letter.
 - Broker down at boot: connect is retried with backoff; later outages are handled by the robust
-  connection, which reopens the channel and re-consumes. Deliveries from a dead channel are
-  dropped (the broker redelivers them).
+  connection, which reopens the channel, and by `Deliveries`, which consumes again on it.
+  Deliveries from a dead channel are dropped (the broker redelivers them).
+- One batch is handled at a time, so when its last delivery is acked with `multiple=True`, every
+  earlier delivery of the channel is already settled. A prefetch above the batch size lets the
+  next batch arrive while this one commits.
 """
 
 import asyncio
@@ -22,15 +25,13 @@ from dataclasses import dataclass
 
 import aio_pika
 import asyncpg
-from aio_pika.abc import (
-    AbstractIncomingMessage,
-    AbstractRobustChannel,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.connection import make_url
+from aiormq.abc import DeliveredMessage
 
 from billing.config import Settings
 from billing.db import transaction
+from billing.deliveries import Deliveries
 from billing.logging import request_id
 from billing.observability import CONSUMED, DEAD_LETTERED, DUPLICATES
 from billing.repository import insert_orders
@@ -43,7 +44,7 @@ ORIGINAL_QUEUE_HEADER = "x-original-queue"
 # The database refused the data itself: retrying cannot help, the message is dead-lettered.
 REJECTED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
-Item = tuple[AbstractIncomingMessage, NewOrder]
+Item = tuple[DeliveredMessage, NewOrder]
 
 
 def backoff(start: float = 0.5, cap: float = 10.0) -> Iterator[float]:
@@ -73,48 +74,44 @@ async def connect(settings: Settings, reconnect_interval: float = 2) -> Abstract
     return connection
 
 
-def dead_letter(message: AbstractIncomingMessage, reason: str, queue: str) -> aio_pika.Message:
-    headers = dict(message.headers or {})
+def dead_letter(message: DeliveredMessage, reason: str, queue: str) -> aio_pika.Message:
+    properties = message.header.properties
+    headers = dict(properties.headers or {})
     headers[REASON_HEADER] = reason[:1000]
     headers[ORIGINAL_QUEUE_HEADER] = queue
     return aio_pika.Message(
         message.body,
         headers=headers,
-        content_type=message.content_type,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
+        content_type=properties.content_type,
+        message_id=properties.message_id,
+        correlation_id=properties.correlation_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
-def _is_live(message: AbstractIncomingMessage) -> bool:
-    """False once the channel that delivered the message is gone (it will be redelivered)."""
+async def _settle(message: DeliveredMessage, *, multiple: bool = False) -> None:
     try:
-        return not message.channel.is_closed
-    except aio_pika.exceptions.ChannelInvalidStateError:
-        return False
-
-
-async def _settle(message: AbstractIncomingMessage, *, multiple: bool = False) -> None:
-    try:
-        await message.ack(multiple=multiple)
+        await message.channel.basic_ack(message.delivery.delivery_tag, multiple=multiple)
     except Exception as exc:
         log.warning("ack failed (%r): the broker will redeliver; duplicates are skipped", exc)
 
 
-async def _give_back(message: AbstractIncomingMessage) -> None:
-    """Requeue a message we could not handle (callers pause first: no requeue storm)."""
-    if _is_live(message) and not message.processed:
+async def _give_back(message: DeliveredMessage, *, multiple: bool = False) -> None:
+    """Requeue what we could not handle (callers pause first: no requeue storm). With
+    `multiple`, every unsettled delivery of the channel up to this one."""
+    if not message.channel.is_closed:
         try:
-            await message.nack(requeue=True)
+            await message.channel.basic_nack(
+                message.delivery.delivery_tag, multiple=multiple, requeue=True
+            )
         except Exception as exc:
             log.warning("nack failed (%r): the broker will redeliver", exc)
 
 
 @contextlib.contextmanager
-def traced(message: AbstractIncomingMessage) -> Iterator[None]:
+def traced(message: DeliveredMessage) -> Iterator[None]:
     """Log lines written meanwhile carry the message's correlation_id as their request_id."""
-    token = request_id.set(message.correlation_id or "-")
+    token = request_id.set(message.header.properties.correlation_id or "-")
     try:
         yield
     finally:
@@ -168,7 +165,6 @@ class Consumer:
         self.stats = ConsumerStats()
         self.connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._deliveries: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._handling = asyncio.Lock()  # held while a batch is being stored and acked
@@ -226,19 +222,32 @@ class Consumer:
 
     # --- the loop -------------------------------------------------------------------------
     async def _run(self) -> None:
-        await self._subscribe()
-        while not self._stopping.is_set():
-            batch = await self._next_batch()
-            async with self._handling:
-                try:
-                    await self._handle([m for m in batch if _is_live(m)])
-                except Exception:
-                    log.exception("unexpected error on a batch of %d; requeueing it", len(batch))
-                    await self._pause(1)
-                    for message in batch:
-                        await _give_back(message)
+        deliveries = await self._subscribe()
+        if deliveries is None:
+            return
+        intake = asyncio.create_task(deliveries.consume(), name="billing-deliveries")
+        try:
+            while not self._stopping.is_set():
+                batch = await deliveries.take(
+                    self.settings.billing_batch_size, self.settings.billing_batch_linger
+                )
+                if batch:
+                    async with self._handling:
+                        await self._handle_safely(batch)
+        finally:
+            intake.cancel()
+            await asyncio.gather(intake, return_exceptions=True)
 
-    async def _subscribe(self) -> None:
+    async def _handle_safely(self, batch: list[DeliveredMessage]) -> None:
+        try:
+            await self._handle(batch)
+        except Exception:
+            log.exception("unexpected error on a batch of %d; requeueing it", len(batch))
+            await self._pause(1)
+            await _give_back(batch[-1], multiple=True)  # what the batch left unsettled
+
+    async def _subscribe(self) -> Deliveries | None:
+        """Connect (retrying with backoff) and declare; None if stopped meanwhile."""
         delays = backoff()
         while not self._stopping.is_set():
             self.stats.connect_attempts += 1
@@ -246,9 +255,8 @@ class Consumer:
                 self.connection = await connect(self.settings)
                 channel = await self.connection.channel(on_return_raises=True)  # confirms on
                 await channel.set_qos(prefetch_count=self.settings.billing_prefetch)
-                queue = await channel.declare_queue(self.settings.billing_queue, durable=True)
+                await channel.declare_queue(self.settings.billing_queue, durable=True)
                 await channel.declare_queue(self.settings.dead_letter_queue, durable=True)
-                await queue.consume(self._deliveries.put, no_ack=False)
             except Exception as exc:
                 delay = next(delays)
                 log.warning("broker unreachable (%r); retrying in %.1fs", exc, delay)
@@ -261,8 +269,13 @@ class Consumer:
             self.connection.close_callbacks.add(self._on_connection_lost)
             self.connection.reconnect_callbacks.add(self._on_reconnected)
             self._channel = channel
-            log.info("consuming %s (prefetch %d)", queue.name, self.settings.billing_prefetch)
-            return
+            log.info(
+                "connected to the broker (prefetch %d, batches of %d)",
+                self.settings.billing_prefetch,
+                self.settings.billing_batch_size,
+            )
+            return Deliveries(channel, self.settings.billing_queue)
+        return None
 
     def _on_connection_lost(self, _: object, exc: BaseException | None) -> None:
         if not self._stopping.is_set():
@@ -271,32 +284,15 @@ class Consumer:
     def _on_reconnected(self, _: object) -> None:
         log.info("broker connection restored; consuming again")
 
-    async def _next_batch(self) -> list[AbstractIncomingMessage]:
-        """Wait for one delivery, then take more until the batch is full or the linger is over."""
-        batch = [await self._deliveries.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.billing_batch_linger
-        while len(batch) < self.settings.billing_batch_size:
-            if self._deliveries.empty():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        batch.append(await self._deliveries.get())
-                except TimeoutError:
-                    break
-            else:
-                batch.append(self._deliveries.get_nowait())
-        return batch
-
-    async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
+    async def _handle(self, batch: list[DeliveredMessage]) -> None:
         items: list[Item] = []
         for message in batch:
             try:
-                items.append((message, parse_order_message(message.body, message.message_id)))
+                order = parse_order_message(message.body, message.header.properties.message_id)
             except InvalidOrder as exc:
                 await self._dead_letter(message, str(exc))
+            else:
+                items.append((message, order))
         if not items:
             return
         try:
@@ -325,7 +321,7 @@ class Consumer:
             except REJECTED:
                 raise
             except Exception as exc:
-                if self._stopping.is_set() or not all(_is_live(m) for m, _ in items):
+                if self._stopping.is_set() or items[0][0].channel.is_closed:
                     return None  # not acked: the broker redelivers
                 self.stats.database_retries += 1
                 delay = next(delays)
@@ -347,17 +343,18 @@ class Consumer:
                 _log_stored([(message, order)], stored)
                 await _settle(message)
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+    async def _dead_letter(self, message: DeliveredMessage, reason: str) -> None:
         with traced(message):
             await self._publish_dead_letter(message, reason)
 
-    async def _publish_dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+    async def _publish_dead_letter(self, message: DeliveredMessage, reason: str) -> None:
         assert self._channel is not None
+        message_id = message.header.properties.message_id
         log.warning(
             "dead-lettering message %s: %s",
-            message.message_id,
+            message_id,
             reason,
-            extra={"order_id": message.message_id, "reason": reason},
+            extra={"order_id": message_id, "reason": reason},
         )
         try:
             await self._channel.default_exchange.publish(

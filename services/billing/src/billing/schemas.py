@@ -1,6 +1,9 @@
 """Order shapes and their validation: pure functions, shared by the HTTP API and the consumer.
 
 Numbers may arrive as JSON numbers or strings ("20" -> 20); booleans are never numbers.
+The queue's hot path (`parse_order_message`) applies the same field functions without building a
+pydantic model, and leaves anything unusual (and every error) to the model, so both paths accept,
+coerce and reject exactly alike.
 """
 
 import re
@@ -18,6 +21,10 @@ MAX_INT = 2**31 - 1
 MAX_AMOUNT = Decimal(10) ** 10  # NUMERIC(12,2) holds values below 10^10
 CENT = Decimal("0.01")
 _INTEGER = re.compile(r"[+]?\d{1,12}")
+# The canonical text form of a UUID: for it, UUID(text) is what the model's UUID field gives.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 class InvalidOrder(ValueError):
@@ -85,8 +92,8 @@ class OrderCreate(BaseModel):
     total_amount: Amount
     order_id: UUID | None = None
 
-    def to_new_order(self, fallback_id: UUID | None = None) -> NewOrder:
-        order_id = self.order_id or fallback_id or uuid.uuid4()
+    def to_new_order(self) -> NewOrder:
+        order_id = self.order_id or uuid.uuid4()
         return NewOrder(order_id, self.user_id, self.number_of_items, self.total_amount)
 
 
@@ -118,6 +125,27 @@ def parse_order_id(text: str) -> UUID | None:
         return None
 
 
+def _order_fields(data: dict[str, Any]) -> tuple[UUID | None, int, int, Decimal] | None:
+    """The fields of a well-formed message, or None to let the model decide (errors included).
+
+    Calls the model's own field validators, so a value passing here gets the model's result.
+    """
+    order_id = data.get("order_id")
+    if order_id is not None:
+        if not (type(order_id) is str and _CANONICAL_UUID.fullmatch(order_id)):
+            return None
+        order_id = UUID(order_id)
+    try:
+        return (
+            order_id,
+            to_positive_int(data["user_id"]),
+            to_positive_int(data["number_of_items"]),
+            to_amount(data["total_amount"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
 def parse_order_message(body: bytes, message_id: str | None = None) -> NewOrder:
     """Validate a queued message body; raise InvalidOrder saying why it can never be stored.
 
@@ -130,9 +158,15 @@ def parse_order_message(body: bytes, message_id: str | None = None) -> NewOrder:
         raise InvalidOrder("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidOrder("body is not a JSON object")
-    try:
-        order = OrderCreate.model_validate(data)
-    except ValidationError as exc:
-        reason = "; ".join(f"{d['loc']}: {d['msg']}" for d in error_details(exc.errors()))
-        raise InvalidOrder(reason) from None
-    return order.to_new_order(parse_order_id(message_id) if message_id else None)
+    fields = _order_fields(data)
+    if fields is None:
+        try:
+            order = OrderCreate.model_validate(data)
+        except ValidationError as exc:
+            reason = "; ".join(f"{d['loc']}: {d['msg']}" for d in error_details(exc.errors()))
+            raise InvalidOrder(reason) from None
+        fields = (order.order_id, order.user_id, order.number_of_items, order.total_amount)
+    order_id, user_id, number_of_items, total_amount = fields
+    if order_id is None:
+        order_id = (parse_order_id(message_id) if message_id else None) or uuid.uuid4()
+    return NewOrder(order_id, user_id, number_of_items, total_amount)

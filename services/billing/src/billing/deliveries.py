@@ -1,0 +1,101 @@
+"""Deliveries of one queue, taken in batches, straight from aiormq.
+
+aio-pika's `queue.consume` builds an `IncomingMessage` and runs a second task per delivery: at
+thousands of messages a second, a large share of the consumer's CPU. Here the consumer is
+registered on the robust channel's underlying aiormq channel with a callback that only appends
+the `DeliveredMessage` to a buffer. aio-pika does not know about that consumer, so it is
+registered again whenever the channel is replaced (broker restart, channel error) or the broker
+cancels it. Deliveries of a replaced channel are dropped: the broker redelivers them.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from aio_pika.abc import AbstractRobustChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp.commands import Basic
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY = 0.5
+TIMEOUT = 5
+
+
+class Deliveries:
+    def __init__(self, channel: AbstractRobustChannel, queue: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._buffer: deque[DeliveredMessage] = deque()
+        self._wanted = 1  # buffer length that wakes the waiter
+        self._waiter: asyncio.Future[None] | None = None
+        self.amqp: AbstractChannel | None = None  # the channel consumed now
+
+    async def consume(self) -> None:
+        """Keep a consumer on the current channel, until cancelled."""
+        while True:
+            try:
+                await self._channel.ready()  # connected, channel reopened, qos and queues restored
+                amqp = await self._channel.get_underlay_channel()
+                # Declared again: after a broker cancel, the queue may have been deleted.
+                await amqp.queue_declare(self._queue, durable=True, timeout=TIMEOUT)
+                consume_ok = await amqp.basic_consume(
+                    self._queue, self._on_delivery, timeout=TIMEOUT
+                )
+            except Exception as exc:
+                log.debug("not consuming yet (%r); retrying", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            self.amqp = amqp
+            log.info("consuming %s", self._queue)
+            await self._until_lost(amqp, consume_ok.consumer_tag)
+
+    async def _until_lost(self, amqp: AbstractChannel, tag: str | None) -> None:
+        """Return once the channel closed or the broker cancelled the consumer."""
+        cancelled = asyncio.get_running_loop().create_future()
+
+        def on_cancel(frame: Basic.Cancel) -> None:
+            if frame.consumer_tag == tag and not cancelled.done():
+                cancelled.set_result(None)
+
+        amqp.on_consumer_cancel_callbacks.add(on_cancel)
+        closing = amqp.closing
+        try:
+            await asyncio.wait({closing, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()  # stops observing the channel, does not close it
+            amqp.on_consumer_cancel_callbacks.discard(on_cancel)
+        if cancelled.done() and not amqp.is_closed:
+            log.warning("the broker cancelled the consumer of %s; consuming again", self._queue)
+            await asyncio.sleep(RETRY_DELAY)
+
+    async def _on_delivery(self, message: DeliveredMessage) -> None:
+        # Called in a task of its own per delivery (aiormq): kept as short as possible.
+        buffer = self._buffer
+        buffer.append(message)
+        if len(buffer) >= self._wanted and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self, size: int, linger: float) -> list[DeliveredMessage]:
+        """Wait for a delivery, then up to `linger` seconds for `size`; deliveries of a replaced
+        channel are left out (possibly all of them: the result may be empty)."""
+        await self._until(1, None)
+        await self._until(size, linger)
+        buffer, amqp = self._buffer, self.amqp
+        batch = [buffer.popleft() for _ in range(min(size, len(buffer)))]
+        if any(message.channel is not amqp for message in batch):
+            batch = [message for message in batch if message.channel is amqp]
+        return batch
+
+    async def _until(self, count: int, seconds: float | None) -> None:
+        if len(self._buffer) >= count:
+            return
+        self._wanted = count
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._waiter
+        finally:
+            self._waiter = None
