@@ -8,6 +8,7 @@ import uvicorn
 
 from inventory.config import get_settings
 from inventory.logging import logging_config
+from inventory.protocol import CoalescingHttpToolsProtocol
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
             port=settings.inventory_port,
             workers=settings.inventory_workers,
             loop="uvloop",
-            http="httptools",
+            http=CoalescingHttpToolsProtocol,  # one write per response (protocol.py)
             access_log=False,
             log_config=logging_config(settings.app_env, settings.log_level),
             server_header=False,

@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from inventory.app import create_app
 from inventory.config import Settings
+from inventory.routing import DirectRoute
 
 SLASH = pytest.mark.parametrize("slash", ["", "/"], ids=["no-slash", "slash"])
 StartApp = Callable[[int], AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -409,16 +410,18 @@ async def test_health_answers_503_within_2s_when_the_database_hangs(
         assert_error(response, 503, "database unreachable")
 
 
+@pytest.mark.parametrize("route_class", [None, DirectRoute], ids=["fastapi", "direct"])
 async def test_unexpected_errors_are_json_500(
     settings: Settings,
     serve_app: Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]],
+    route_class: type[DirectRoute] | None,
 ) -> None:
     app: FastAPI = create_app(settings)
 
-    async def boom() -> None:
+    async def boom(request: Request) -> None:
         raise RuntimeError("bug")
 
-    app.add_api_route("/boom", boom)
+    app.router.add_api_route("/boom", boom, route_class_override=route_class)
     async with serve_app(app) as client:
         assert assert_error(await client.get("/boom"), 500) == {"error": "internal error"}
 

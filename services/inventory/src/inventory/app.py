@@ -1,6 +1,6 @@
 """HTTP routes of the inventory service. Routes stay thin: parse, call the repository, answer."""
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -8,11 +8,9 @@ from urllib.parse import quote, urlencode
 import asyncpg
 import orjson
 from fastapi import FastAPI, Query, Request
-from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from pydantic import AfterValidator, BaseModel, ValidationError
 from starlette.responses import Response
-from starlette.routing import request_response
 
 from inventory import db, repository
 from inventory.config import Settings, get_settings
@@ -25,6 +23,7 @@ from inventory.errors import (
 )
 from inventory.observability import Observe
 from inventory.responses import JSONResponse
+from inventory.routing import DirectDispatch, DirectRoute
 from inventory.schemas import ErrorBody, MovieCreate, MoviePublic, MovieUpdate, no_nul
 
 MAX_ID = 2**63 - 1  # ids are BIGINT
@@ -41,29 +40,6 @@ NO_TELEMETRY: TelemetryConfig = {
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 422, 503)
 }
-
-
-class DirectRoute(APIRoute):
-    """An APIRoute whose endpoint is called as `endpoint(request, **path_params)`.
-
-    FastAPI's per-request machinery (parameter solving, dependency exit stacks) costs more CPU
-    than the database round trip of GET /api/movies/{id}. Endpoints on this route class take
-    the Request and string path parameters only, parse the rest themselves and return a
-    Response, served the plain Starlette way. They still appear in the OpenAPI schema, built
-    from their signature, `response_model` and `openapi_extra`.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        self.app = request_response(self.get_route_handler())
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            return await endpoint(request, **request.path_params)
-
-        return handler
 
 
 # (path, method, endpoint, route options): registered on each app by create_app().
@@ -119,8 +95,10 @@ def _search_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.search_pool
 
 
-def _movie(movie: repository.Movie, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(movie), status_code, media_type=JSON)
+def _movie(
+    movie: repository.Movie, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(movie), status_code, headers, media_type=JSON)
 
 
 # --- /api/movies/{movie_id} ------------------------------------------------------------------
@@ -146,16 +124,12 @@ async def get_movie(request: Request, movie_id: str) -> Response:
 async def replace_movie(request: Request, movie_id: str) -> Response:
     pk = parse_movie_id(movie_id)
     data = await read_body(request, MovieUpdate)
-    async with db.transaction(_pool(request)) as conn:
-        movie = await repository.replace_movie(conn, pk, data.title, data.description)
-    return _movie(movie)
+    return _movie(await repository.replace_movie(_pool(request), pk, data.title, data.description))
 
 
 @_route(_BY_ID, "DELETE", route_class_override=DirectRoute, status_code=204, responses=_ERRORS)
 async def delete_movie(request: Request, movie_id: str) -> Response:
-    pk = parse_movie_id(movie_id)
-    async with db.transaction(_pool(request)) as conn:
-        await repository.delete_movie(conn, pk)
+    await repository.delete_movie(_pool(request), parse_movie_id(movie_id))
     return Response(status_code=204)
 
 
@@ -199,17 +173,13 @@ async def list_movies(
 )
 async def create_movie(request: Request) -> Response:
     data = await read_body(request, MovieCreate)
-    async with db.transaction(_pool(request)) as conn:
-        movie = await repository.create_movie(conn, data.title, data.description)
-    response = _movie(movie, 201)
-    response.headers["Location"] = f"/api/movies/{movie['id']}"
-    return response
+    movie = await repository.create_movie(_pool(request), data.title, data.description)
+    return _movie(movie, 201, {"Location": f"/api/movies/{movie['id']}"})
 
 
 @_route("/api/movies", "DELETE", route_class_override=DirectRoute, status_code=204)
 async def delete_all_movies(request: Request) -> Response:
-    async with db.transaction(_pool(request)) as conn:
-        await repository.delete_all_movies(conn)
+    await repository.delete_all_movies(_pool(request))
     return Response(status_code=204)
 
 
@@ -228,10 +198,11 @@ async def health(request: Request) -> Response:
 
 class InventoryApp(FastAPI):
     """FastAPI wrapped, outside even its error middleware, by `Observe` (request id, metrics),
-    so that every response, a 500 included, carries X-Request-ID and is counted."""
+    so that every response, a 500 included, carries X-Request-ID and is counted, then by
+    `DirectDispatch`, which serves the DirectRoutes without FastAPI's middleware and router."""
 
     def build_middleware_stack(self) -> Any:
-        return Observe(super().build_middleware_stack())
+        return Observe(DirectDispatch(super().build_middleware_stack(), self))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

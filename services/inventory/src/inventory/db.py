@@ -2,8 +2,6 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -82,13 +80,6 @@ async def close_pool(pool: asyncpg.Pool) -> None:
     except TimeoutError:
         log.warning("database connections still busy after %ss, terminating", CLOSE_TIMEOUT)
         pool.terminate()
-
-
-@asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """One connection and one transaction: commit when the block succeeds, else roll back."""
-    async with pool.acquire() as connection, connection.transaction():
-        yield connection
 
 
 async def ping(pool: asyncpg.Pool) -> bool:

