@@ -11,6 +11,7 @@ cancels it. Deliveries of a replaced channel are dropped: the broker redelivers 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -41,17 +42,20 @@ class Deliveries:
                 amqp = await self._channel.get_underlay_channel()
                 # Declared again: after a broker cancel, the queue may have been deleted.
                 await amqp.queue_declare(self._queue, durable=True, timeout=TIMEOUT)
-                consume_ok = await amqp.basic_consume(
-                    self._queue, self._on_delivery, timeout=TIMEOUT
+                # Set before consuming: deliveries may be taken before basic_consume returns,
+                # and those of any other channel are dropped.
+                self.amqp = amqp
+                tag = f"billing.{uuid.uuid4().hex}"
+                _buffer_without_tasks(amqp, tag, self._append)
+                await amqp.basic_consume(
+                    self._queue, self._on_delivery, consumer_tag=tag, timeout=TIMEOUT
                 )
             except Exception as exc:
                 log.debug("not consuming yet (%r); retrying", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
-            self.amqp = amqp
-            _buffer_without_tasks(amqp, consume_ok.consumer_tag, self._append)
             log.info("consuming %s", self._queue)
-            await self._until_lost(amqp, consume_ok.consumer_tag)
+            await self._until_lost(amqp, tag)
 
     async def _until_lost(self, amqp: AbstractChannel, tag: str | None) -> None:
         """Return once the channel closed or the broker cancelled the consumer."""
@@ -73,7 +77,7 @@ class Deliveries:
             await asyncio.sleep(RETRY_DELAY)
 
     async def _on_delivery(self, message: DeliveredMessage) -> None:
-        self._append(message)
+        self._append(message)  # only if aiormq lacks what _buffer_without_tasks relies on
 
     def _append(self, message: DeliveredMessage) -> None:
         buffer = self._buffer
@@ -106,7 +110,7 @@ class Deliveries:
 
 
 def _buffer_without_tasks(
-    amqp: AbstractChannel, tag: str | None, append: Callable[[DeliveredMessage], None]
+    amqp: AbstractChannel, tag: str, append: Callable[[DeliveredMessage], None]
 ) -> None:
     """aiormq runs every consumer callback in a task of its own; our callback only buffers, so
     from now on the channel's reader buffers deliveries to our consumer tag itself. Measured in
