@@ -235,6 +235,7 @@ class Consumer:
                     async with self._handling:
                         await self._handle_safely(batch)
         finally:
+            deliveries.stop()
             intake.cancel()
             await asyncio.gather(intake, return_exceptions=True)
 

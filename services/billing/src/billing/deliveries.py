@@ -33,10 +33,17 @@ class Deliveries:
         self._wanted = 1  # buffer length that wakes the waiter
         self._waiter: asyncio.Future[None] | None = None
         self.amqp: AbstractChannel | None = None  # the channel consumed now
+        self._stopped: asyncio.Future[None] | None = None
+
+    def stop(self) -> None:
+        """Ends `consume()` even where aiormq swallows a cancellation (seen in its RPC calls)."""
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
 
     async def consume(self) -> None:
-        """Keep a consumer on the current channel, until cancelled."""
-        while True:
+        """Keep a consumer on the current channel, until stopped (or cancelled)."""
+        self._stopped = stopped = asyncio.get_running_loop().create_future()
+        while not stopped.done():
             try:
                 await self._channel.ready()  # connected, channel reopened, qos and queues restored
                 amqp = await self._channel.get_underlay_channel()
@@ -54,11 +61,15 @@ class Deliveries:
                 log.debug("not consuming yet (%r); retrying", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
+            if stopped.done():
+                return
             log.info("consuming %s", self._queue)
-            await self._until_lost(amqp, tag)
+            await self._until_lost(amqp, tag, stopped)
 
-    async def _until_lost(self, amqp: AbstractChannel, tag: str | None) -> None:
-        """Return once the channel closed or the broker cancelled the consumer."""
+    async def _until_lost(
+        self, amqp: AbstractChannel, tag: str, stopped: asyncio.Future[None]
+    ) -> None:
+        """Return once the channel closed, the broker cancelled the consumer or we stopped."""
         cancelled = asyncio.get_running_loop().create_future()
 
         def on_cancel(frame: Basic.Cancel) -> None:
@@ -68,7 +79,7 @@ class Deliveries:
         amqp.on_consumer_cancel_callbacks.add(on_cancel)
         closing = amqp.closing
         try:
-            await asyncio.wait({closing, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({closing, cancelled, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             closing.cancel()  # stops observing the channel, does not close it
             amqp.on_consumer_cancel_callbacks.discard(on_cancel)
