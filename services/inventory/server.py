@@ -5,10 +5,10 @@ import shutil
 import tempfile
 
 import uvicorn
+from crud_common.coalescing import CoalescingHttpToolsProtocol
 
 from inventory.config import get_settings
 from inventory.logging import logging_config
-from inventory.protocol import CoalescingHttpToolsProtocol
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
             port=settings.inventory_port,
             workers=settings.inventory_workers,
             loop="uvloop",
-            http=CoalescingHttpToolsProtocol,  # one write per response (protocol.py)
+            http=CoalescingHttpToolsProtocol,  # one write per response (crud_common)
             access_log=False,
             log_config=logging_config(settings.app_env, settings.log_level),
             server_header=False,

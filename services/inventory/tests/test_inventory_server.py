@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from crud_common.coalescing import CoalescingTransport
 
 from inventory.config import Settings
-from inventory.protocol import CoalescingTransport
 
 SERVER = Path(__file__).resolve().parents[1] / "server.py"
 

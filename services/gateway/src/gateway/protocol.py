@@ -2,8 +2,8 @@
 `GET /api/movies…`.
 
 Writes: uvicorn writes a response's head and body with two `transport.write` calls, i.e. two
-loopback `send()` syscalls, which measured here cost as much CPU as all the proxy's Python code.
-`CoalescingTransport` buffers the writes of one event-loop turn and sends them as one.
+loopback `send()` syscalls, which measured here cost as much CPU as all the proxy's Python code;
+`crud_common.coalescing` buffers the writes of one event-loop turn and sends them as one.
 
 The fast path: through ASGI a proxied request costs a task, a scope, a request/response cycle
 and several awaits and message dicts on top of the proxying itself; on two shared cores that
@@ -30,11 +30,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from crud_common.coalescing import CoalescingHttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from .guard import Refusal
 from .logging import request_id
@@ -56,50 +53,6 @@ log = logging.getLogger(__name__)
 
 _PREFIX_LEN = len(PREFIX)
 _PREFIX_BYTES = PREFIX.encode()
-
-
-class CoalescingTransport:
-    """Delegates to the real transport; writes made in one loop turn go out as one."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._flush)
-        self._pending.append(data)
-
-    def write_whole(self, data: bytes) -> None:
-        """A whole response, written at once unless earlier writes are pending (kept in order)."""
-        if self._pending:
-            self._pending.append(data)
-        elif not self._transport.is_closing():
-            self._transport.write(data)
-
-    def _flush(self) -> None:
-        pending = self._pending
-        if pending:
-            self._pending = []
-            if not self._transport.is_closing():
-                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending = []
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class _Event:
@@ -132,16 +85,13 @@ class _FastCycle:
         self.more_body = False
 
 
-class GatewayHttpProtocol(HttpToolsProtocol):
+class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
     """uvicorn's httptools protocol with coalesced writes and the fast path."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         app = self.app
         self.gateway = app if isinstance(app, Gateway) else None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
         if not self._serve_fast():

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, sending each response in one TCP write instead of two.
+"""uvicorn's httptools protocol, sending each response in one TCP write instead of two (used by
+inventory and the gateway).
 
 uvicorn writes a response's status line and headers as soon as the app sends
 `http.response.start`, then the body in a second `transport.write`: two `send` syscalls, two
@@ -18,7 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingTransport:
-    """A transport whose writes are joined and sent at the end of the loop iteration."""
+    """Delegates to the real transport; writes made in one loop turn go out as one."""
 
     __slots__ = ("_loop", "_pending", "_transport")
 
@@ -32,16 +33,30 @@ class CoalescingTransport:
             self._loop.call_soon(self._flush)
         self._pending.append(data)
 
-    def _flush(self) -> None:
+    def write_whole(self, data: bytes) -> None:
+        """A whole response, written at once unless earlier writes are pending (kept in order)."""
         if self._pending:
-            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-            self._pending.clear()
+            self._pending.append(data)
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = []
             if not self._transport.is_closing():
-                self._transport.write(data)
+                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def close(self) -> None:
         self._flush()
         self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
