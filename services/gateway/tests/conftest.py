@@ -59,7 +59,9 @@ class RunningGateway:
 
 
 @contextlib.asynccontextmanager
-async def run_gateway(**overrides: Any) -> AsyncIterator[RunningGateway]:
+async def run_gateway(
+    keep_alive_timeout: float = 5.0, **overrides: Any
+) -> AsyncIterator[RunningGateway]:
     """The gateway as PM2 runs it (server.py's uvicorn options), on a random port."""
     settings = Settings(**overrides)
     app = create_app(settings)
@@ -70,6 +72,7 @@ async def run_gateway(**overrides: Any) -> AsyncIterator[RunningGateway]:
         port=0,
         log_level="warning",
         timeout_graceful_shutdown=1,
+        timeout_keep_alive=keep_alive_timeout,
         **options,
     )
     server = uvicorn.Server(config)

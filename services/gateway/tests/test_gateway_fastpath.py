@@ -1,6 +1,6 @@
-"""The callback-driven path for GETs (protocol.py): once a pooled upstream connection exists, a
-bodiless GET of /api/movies… is served without ASGI. These tests warm the pool first, then check
-what the ASGI path guarantees holds there too."""
+"""The lean path for GETs (protocol.py): once a pooled upstream connection exists, a plain GET of
+/api/movies… arriving in one read is served without parser callbacks or ASGI. These tests warm
+the pool first, then check what the ASGI path guarantees holds there too."""
 
 import asyncio
 import time
@@ -93,7 +93,7 @@ async def test_a_slow_upstream_on_a_pooled_connection_is_a_504(gateway_factory, 
     assert after.status_code == 200
 
 
-async def test_answers_match_the_asgi_path_byte_for_byte(gateway_factory, inventory):
+async def test_answers_match_the_asgi_path(gateway_factory, inventory):
     """The first GET goes through ASGI (no pooled connection yet), the second one not."""
     async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         first, second = [
@@ -106,3 +106,68 @@ async def test_answers_match_the_asgi_path_byte_for_byte(gateway_factory, invent
         (k, v) for k, v in second.headers.multi_items() if k not in volatile
     ]
     assert second.headers["x-request-id"] == "same-id"
+
+
+async def test_a_whole_answer_is_relayed_as_the_upstream_wrote_it(gateway_factory, raw_upstream):
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Odd-Case: Keep Me\r\n\r\n{}"
+    async with (
+        raw_upstream(lambda head, body, i: answer) as upstream,
+        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+    ):
+        assert (await gw.client.get("/api/movies/1")).status_code == 200  # pools a connection
+        request = b"GET /api/movies/2 HTTP/1.1\r\nHost: x\r\nX-Request-ID: r-2\r\n\r\n"
+        received = await _raw_exchange(gw.url, request, b"{}")
+    assert received == (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Odd-Case: Keep Me\r\n"
+        b"x-request-id: r-2\r\n\r\n{}"
+    )
+    assert b"x-request-id: r-2" in upstream.requests[-1]
+
+
+async def test_a_request_split_over_several_reads_is_answered(gateway_factory, inventory):
+    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+        assert (await gw.client.get("/api/movies/0")).status_code == 200
+        parts = urlsplit(gw.url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            writer.write(b"GET /api/movies/3 HTTP/1.1\r\nHo")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # lets the first part arrive alone (not a synchronisation)
+            writer.write(b"st: x\r\n\r\n")
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b'"raw_path": "/api/movies/3"' in body
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
+    gateway_factory, inventory
+):
+    """The timeout counts from the last answer, not the first one on the connection."""
+    async with gateway_factory(INVENTORY_URLS=inventory.url, keep_alive_timeout=1.0) as gw:
+        assert (await gw.client.get("/api/movies/0")).status_code == 200
+        parts = urlsplit(gw.url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        request = b"GET /api/movies/4 HTTP/1.1\r\nHost: x\r\n\r\n"
+        try:
+            answered = []
+            for _ in range(2):
+                writer.write(request)
+                async with asyncio.timeout(5):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    await reader.readexactly(length)
+                answered.append(time.monotonic())
+                if len(answered) == 1:
+                    await asyncio.sleep(0.6)  # idle, but less than the timeout
+            async with asyncio.timeout(5):
+                assert await reader.read(1) == b""  # closed by the gateway
+            closed = time.monotonic()
+        finally:
+            writer.close()
+    assert closed - answered[1] >= 0.9  # not 1 s after the first answer
+    assert closed - answered[1] < 3.0

@@ -1,25 +1,27 @@
-"""The gateway's HTTP protocol: uvicorn's, with coalesced writes and a callback-driven path for
+"""The gateway's HTTP protocol: uvicorn's, with coalesced writes and a lean path for
 `GET /api/movies…`.
 
 Writes: uvicorn writes a response's head and body with two `transport.write` calls, i.e. two
 loopback `send()` syscalls, which measured here cost as much CPU as all the proxy's Python code;
 `crud_common.coalescing` buffers the writes of one event-loop turn and sends them as one.
 
-The fast path: through ASGI a proxied request costs a task, a scope, a request/response cycle
-and several awaits and message dicts on top of the proxying itself; on two shared cores that
-overhead is what inventory loses to the gateway. So the commonest request, a bodiless GET of
-the movies API with a pooled upstream connection free, is served from the parser's callbacks:
-the request head goes to inventory as soon as it is parsed, and the answer is written back from
-the upstream connection's callback in one write, with no task and no await.
+The lean path: through ASGI a proxied request costs a task, a scope, a request/response cycle
+and several awaits and message dicts on top of the proxying itself, and even httptools calls
+back into Python once per header; on two shared cores that overhead is what inventory loses to
+the gateway. So when a read brings exactly one plain `GET /api/movies…` (wire.simple_get) and
+an upstream connection is pooled, the request head goes to inventory straight from
+`data_received`, and when the upstream's first read is one whole answer (wire.whole_answer) it
+goes to the client as it came, X-Request-ID set, in one write: no parser, task or await.
 
 Every other case takes uvicorn's ASGI path (`proxy.Gateway`), which stays the reference
-behaviour: bodies, other methods, percent-encoded paths, no idle upstream connection, and,
-handed over midway, answers too large to relay whole (streamed) and upstream connections that
-broke (retried). Both paths share the same helpers (headers, guard, upstream client, metrics),
-so they answer alike; the tests go through both.
+behaviour: bodies, other methods, percent-encoded paths, requests split over several reads, no
+idle upstream connection. Handed over midway: answers httptools must read (relayed whole when
+small, else streamed via ASGI), timeouts (504) and upstream connections that broke (retried).
+Both paths share the same helpers (guard, upstream client, metrics), so they answer alike; the
+tests go through both.
 
 Pipelined requests, client disconnects and graceful shutdown keep uvicorn's semantics: while a
-fast exchange is in flight, `self.cycle` is a `_FastCycle` that uvicorn's own code reads like
+lean exchange is in flight, `self.cycle` is a `_FastCycle` that uvicorn's own code reads like
 one of its cycles.
 """
 
@@ -29,7 +31,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httptools
 from crud_common.coalescing import CoalescingHttpToolsProtocol
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
@@ -37,22 +38,19 @@ from .guard import Refusal
 from .logging import request_id
 from .metrics import movies_route
 from .proxy import (
-    PREFIX,
     TIMED_OUT,
     Gateway,
     Receive,
     Scope,
     Send,
-    forwarded_headers,
     relay,
+    request_id_of,
     send_json,
 )
 from .upstream import TimedOut, UpstreamError, UpstreamResponse
+from .wire import forwarded_head, header_list, simple_get, whole_answer
 
 log = logging.getLogger(__name__)
-
-_PREFIX_LEN = len(PREFIX)
-_PREFIX_BYTES = PREFIX.encode()
 
 
 class _Event:
@@ -69,128 +67,156 @@ Respond = Callable[[Send], Awaitable[int]]  # writes an answer, returns its stat
 
 
 class _FastCycle:
-    """A fast exchange in flight: what uvicorn's protocol reads of a cycle, plus its request."""
+    """A lean exchange in flight: what uvicorn's protocol reads of a cycle, plus its request."""
 
-    __slots__ = ("disconnected", "keep_alive", "more_body", "response_complete", "scope", "started")
+    __slots__ = ("disconnected", "keep_alive", "path", "request", "response_complete", "started")
 
-    body = b""
     message_event = _EVENT
 
-    def __init__(self, scope: Scope, keep_alive: bool) -> None:
-        self.scope = scope
-        self.keep_alive = keep_alive
+    def __init__(self, request: bytes, path: bytes) -> None:
+        self.request = request
+        self.path = path
         self.started = time.perf_counter()
+        self.keep_alive = True  # HTTP/1.1 without Connection: close (wire.simple_get)
         self.disconnected = False
         self.response_complete = False
-        self.more_body = False
 
 
 class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
-    """uvicorn's httptools protocol with coalesced writes and the fast path."""
+    """uvicorn's httptools protocol with coalesced writes and the lean path."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         app = self.app
         self.gateway = app if isinstance(app, Gateway) else None
+        self._parsing = False  # httptools is inside a message: its bytes cannot skip it
+        self._answered_at = 0.0
 
-    def on_headers_complete(self) -> None:
-        if not self._serve_fast():
-            super().on_headers_complete()
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._client_ip = self.client[0].encode("latin-1") if self.client else None
+        self._scheme = self.scheme.encode("latin-1")
 
-    def _serve_fast(self) -> bool:
-        """Starts the exchange and returns True when this request qualifies, else False."""
+    def on_message_begin(self) -> None:
+        self._parsing = True
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._parsing = False
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._serve_lean(data):
+            super().data_received(data)
+
+    def _serve_lean(self, data: bytes) -> bool:
+        """Starts the exchange and returns True when `data` is one plain GET of the movies API
+        and an upstream connection is pooled, else False."""
         gateway = self.gateway
-        url = self.url
+        cycle = self.cycle
         if (
             gateway is None
-            or not url.startswith(_PREFIX_BYTES)
-            or (len(url) > _PREFIX_LEN and url[_PREFIX_LEN] not in b"/?")
-            or b"%" in url
-            or self.parser.get_method() != b"GET"
-            or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
+            or self._parsing
+            or (cycle is not None and not cycle.response_complete)  # pipelined
         ):
             return False
+        request = simple_get(data)
+        client = gateway.proxy.client
+        if request is None or client is None:
+            return False
         proxy = gateway.proxy
-        client = proxy.client
-        if client is None:
-            return False
-        scope = self.scope
-        headers, length, chunked, rid, authorization = forwarded_headers(scope)
-        if length or chunked:  # a GET with a body: the ASGI path streams it
-            return False
-        parsed = httptools.parse_url(url)
-        query = parsed.query or b""
-        scope["method"] = "GET"
-        scope["path"] = parsed.path.decode("ascii")
-        scope["raw_path"] = parsed.path
-        scope["query_string"] = query
-        version = self.parser.get_http_version()
-        if version != "1.1":
-            scope["http_version"] = version
-        cycle = _FastCycle(scope, version != "1.0" and self.parser.should_keep_alive())
-
-        refusal = proxy.guard.check(scope, authorization)
-        if refusal is not None:
-            self.cycle = cycle  # type: ignore[assignment]
-            self._hand_over(cycle, _refusal(refusal, rid))
-            return True
         index = proxy.first_choice()
+        conn = client.lease(index)
+        if conn is None:  # the ASGI path connects
+            return False
+        rid = request_id_of(request.request_id)
+        fast = _FastCycle(data, request.path)
+        self.cycle = fast  # type: ignore[assignment]
+        if proxy.guard.limiter is not None:
+            refusal = proxy.guard.check({"client": self.client, "method": "GET"}, None)
+            if refusal is not None:
+                client.give_back(index, conn)
+                self._hand_over(fast, _refusal(refusal, rid))
+                return True
+        proxy.chosen()
+
+        def take(answer: bytes) -> bool:
+            whole = whole_answer(answer, rid)
+            if whole is None:
+                return False
+            response.recycle()
+            self._finish(fast, *whole)
+            return True
 
         def on_upstream() -> None:
             try:
                 if response.arrived():
-                    self._answer(response, cycle, rid)
+                    self._answer(response, fast, rid)
             except TimedOut:
                 request_id.set(rid.decode("latin-1"))
                 proxy.timed_out(index)
-                self._hand_over(cycle, lambda send: send_json(send, 504, TIMED_OUT, rid))
+                self._hand_over(fast, lambda send: send_json(send, 504, TIMED_OUT, rid))
             except UpstreamError:  # broken before any byte of an answer: served again via ASGI
-                scope["gateway.guarded"] = True  # the guard let it pass already
-                self._hand_over(cycle, None)
+                self._hand_over(fast, None)
             except Exception:  # a bug here must not leave the client hanging
-                log.exception("fast path failed; serving the request through ASGI")
-                scope["gateway.guarded"] = True
-                self._hand_over(cycle, None)
+                log.exception("lean path failed; serving the request through ASGI")
+                self._hand_over(fast, None)
 
-        target = parsed.path + b"?" + query if query else parsed.path
-        sent = client.send_get(index, target, headers, on_upstream)
-        if sent is None:  # no pooled connection: the ASGI path makes one
-            scope["gateway.guarded"] = True
-            return False
-        proxy.chosen()
-        response = sent
-        self.cycle = cycle  # type: ignore[assignment]
+        head = forwarded_head(request, self._client_ip, self._scheme, rid)
+        response = client.send_get(index, conn, request.target, head, on_upstream, take)
         return True
 
-    def _answer(self, response: UpstreamResponse, cycle: _FastCycle, rid: bytes) -> None:
-        """The upstream's head is in: relay the answer whole in one write, or hand it over to
-        the ASGI path to be streamed."""
-        response.headers.append((b"x-request-id", rid))
-        body = response.body
-        if body is None or not response.sized:
-            self._hand_over(cycle, _relay_rest(response))
+    def _finish(self, fast: _FastCycle, status: int, answer: bytes) -> None:
+        """Writes a whole answer in one go and completes the exchange."""
+        fast.response_complete = True
+        if fast.disconnected:
             return
-        response.release()
-        if cycle.disconnected:
-            cycle.response_complete = True
-            return
-        parts = [STATUS_LINE[response.status]]
-        for name, value in response.headers:
-            parts += (name, b": ", value, b"\r\n")
-        if not cycle.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts += (b"\r\n", body)
-        self.transport.write_whole(b"".join(parts))  # type: ignore[attr-defined]
-        cycle.response_complete = True
-        self._observe(cycle, response.status)
-        if not cycle.keep_alive:
+        self.transport.write_whole(answer)  # type: ignore[attr-defined]
+        self._observe(fast, status)
+        if not fast.keep_alive:  # a graceful shutdown began meanwhile
             self.transport.close()
         self.on_response_complete()
 
-    def _observe(self, cycle: _FastCycle, status: int) -> None:
+    def _answer(self, response: UpstreamResponse, fast: _FastCycle, rid: bytes) -> None:
+        """An answer httptools parsed: relayed whole in one write, or handed over to the ASGI
+        path to be streamed."""
+        response.headers.append((b"x-request-id", rid))
+        body = response.body
+        if body is None or not response.sized:
+            self._hand_over(fast, _relay_rest(response))
+            return
+        response.release()
+        parts = [STATUS_LINE[response.status]]
+        for name, value in response.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"\r\n", body)
+        self._finish(fast, response.status, b"".join(parts))
+
+    def _observe(self, fast: _FastCycle, status: int) -> None:
         assert self.gateway is not None
-        route = movies_route(cycle.scope["path"])
-        self.gateway.metrics.observe("GET", route, status, time.perf_counter() - cycle.started)
+        route = movies_route(fast.path.decode("ascii"))
+        self.gateway.metrics.observe("GET", route, status, time.perf_counter() - fast.started)
+
+    def _scope(self, fast: _FastCycle) -> Scope:
+        """The ASGI scope uvicorn would have made of the request."""
+        target = fast.request[4:].partition(b" ")[0]
+        path, _, query = target.partition(b"?")
+        return {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": header_list(fast.request),
+            "state": self.app_state.copy(),
+            "method": "GET",
+            "path": self.root_path + path.decode("ascii"),
+            "raw_path": self.root_path.encode("ascii") + path,
+            "query_string": query,
+            "gateway.guarded": True,  # its rate-limit token is taken already
+        }
 
     def _hand_over(self, fast: _FastCycle, respond: Respond | None) -> None:
         """Continue the request on uvicorn's ASGI path: `respond(send)` writes the answer, or,
@@ -199,7 +225,7 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
             fast.response_complete = True
             return
         cycle = RequestResponseCycle(
-            scope=fast.scope,  # type: ignore[arg-type]
+            scope=self._scope(fast),  # type: ignore[arg-type]
             transport=self.transport,
             flow=self.flow,
             logger=self.logger,
@@ -222,6 +248,36 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
             self._observe(fast, await respond(send))
 
         self._start_asgi_task(cycle, answer)
+
+    # Keep-alive timeout: armed once and re-armed when it fires early, instead of a timer
+    # created and cancelled per request (~3 µs).
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._answered_at = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return  # busy: the answer re-arms it
+        idle = self.loop.time() - self._answered_at
+        if idle < self.timeout_keep_alive:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive - idle, self.timeout_keep_alive_handler
+            )
+            return
+        super().timeout_keep_alive_handler()
 
 
 def _refusal(refusal: Refusal, rid: bytes) -> Respond:

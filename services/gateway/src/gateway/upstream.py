@@ -115,8 +115,11 @@ class _Connection(asyncio.Protocol):
         self.in_flight = False
         self.head_only = False  # answering a HEAD: no body will follow
         self._waiter: asyncio.Future[None] | None = None
-        # Called instead of waking a waiter when the exchange is driven by callbacks (fastpath.py)
+        # Called instead of waking a waiter when the exchange is driven by callbacks (protocol.py)
         self.listener: Callable[[], None] | None = None
+        # Offered the first bytes of an answer; returns True when it took them as a whole answer
+        # (wire.whole_answer), and the parser then never sees them.
+        self.taker: Callable[[bytes], bool] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
         self._reading_paused = False
@@ -146,6 +149,11 @@ class _Connection(asyncio.Protocol):
         if not self.in_flight:  # bytes on an idle connection: never pair them with a request
             self._close()
             return
+        taker = self.taker
+        if taker is not None:
+            self.taker = None
+            if taker(data):
+                return
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
@@ -358,6 +366,19 @@ class UpstreamResponse:
         )
         return True
 
+    def recycle(self) -> None:
+        """After a taker took the whole answer: the connection goes back to the pool."""
+        conn = self._conn
+        conn.in_flight = False
+        conn.listener = None
+        self._client._deadlines.waiting.discard(conn)
+        idle = self._upstream.idle
+        if not conn.closed and len(idle) < MAX_IDLE:
+            conn.reused = True
+            idle.append(conn)
+        else:
+            conn._close()
+
     def iter_body(self) -> AsyncIterator[bytes]:
         return self._conn.iter_chunks(self._client.read_timeout)
 
@@ -416,22 +437,35 @@ class UpstreamClient:
         parts.append(b"\r\n\r\n")
         return parts
 
+    def lease(self, index: int) -> _Connection | None:
+        """An idle pooled connection to upstream `index` for `send_get`, or None."""
+        return self._pooled(self.upstreams[index])
+
+    def give_back(self, index: int, conn: _Connection) -> None:
+        """A leased connection `send_get` did not use."""
+        self.upstreams[index].idle.append(conn)
+
     def send_get(
-        self, index: int, target: bytes, headers: Headers, listener: Callable[[], None]
-    ) -> "UpstreamResponse | None":
-        """Starts a bodiless GET on a pooled connection without awaiting anything; None when no
-        connection is pooled. `listener` is called (maybe several times) as the answer arrives:
-        read it with `head_ready()`/`take_head()` on the response's connection."""
+        self,
+        index: int,
+        conn: _Connection,
+        target: bytes,
+        headers: bytes,
+        listener: Callable[[], None],
+        taker: Callable[[bytes], bool],
+    ) -> "UpstreamResponse":
+        """Starts a bodiless GET on a leased connection without awaiting anything. `headers`
+        are the lines after Host, blank line included. `taker` is offered the answer's first
+        bytes; if it does not take them, `listener` is called (maybe several times) as the
+        answer arrives: read it with the response's `arrived()`."""
         upstream = self.upstreams[index]
-        conn = self._pooled(upstream)
-        if conn is None:
-            return None
         conn.in_flight = True
         conn.head_only = False
         conn.listener = listener
+        conn.taker = taker
         conn._deadline = conn._loop.time() + self.read_timeout
         self._deadlines.add(conn)
-        conn.write(b"".join(self._head(upstream, "GET", target, headers)))
+        conn.write(b"GET %s HTTP/1.1\r\nhost: %s\r\n%s" % (target, upstream.host_header, headers))
         return UpstreamResponse(self, upstream, conn)
 
     async def exchange(
