@@ -141,7 +141,11 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
         proxy.chosen()
 
         def take(answer: bytes) -> bool:
-            whole = whole_answer(answer, rid)
+            try:
+                whole = whole_answer(answer, rid)
+            except Exception:  # a bug here must not lose the answer: httptools reads it
+                log.exception("lean path failed; reading the answer with httptools")
+                return False
             if whole is None:
                 return False
             response.recycle()
