@@ -15,12 +15,11 @@ served: scrape every billing process.
 
 import asyncio
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from crud_common.request_ids import HEADER, request_id_in
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -67,8 +66,6 @@ DEAD_LETTERED = Counter(
 )
 
 DEPTH_TIMEOUT = 1.0
-_VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-_HEADER = b"x-request-id"
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -117,13 +114,7 @@ class Observe:
             await self._metrics(scope, send)
             return
         started = time.perf_counter()
-        rid = b""
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                rid = value
-                break
-        if not _VALID_ID.fullmatch(rid):
-            rid = os.urandom(16).hex().encode()  # 128 random bits like uuid4().hex, cheaper
+        rid = request_id_in(scope["headers"])
         token = request_id.set(rid.decode())
         status = 500
 
@@ -131,7 +122,7 @@ class Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (_HEADER, rid)]
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
             await send(message)
 
         try:

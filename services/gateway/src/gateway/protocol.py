@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crud_common.coalescing import CoalescingHttpToolsProtocol
+from crud_common.request_ids import request_id_of
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from .guard import Refusal
@@ -44,7 +45,6 @@ from .proxy import (
     Scope,
     Send,
     relay,
-    request_id_of,
     send_json,
 )
 from .upstream import TimedOut, UpstreamError, UpstreamResponse

@@ -12,11 +12,11 @@ the workers start, prometheus-client then keeps every worker's values in files t
 """
 
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from crud_common.request_ids import HEADER, request_id_in
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -43,8 +43,6 @@ DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
-_VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-_HEADER = b"x-request-id"
 UNMATCHED = "unmatched"
 
 
@@ -76,13 +74,7 @@ class Observe:
             await self._metrics(send)
             return
         started = time.perf_counter()
-        rid = b""
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                rid = value
-                break
-        if not _VALID_ID.fullmatch(rid):
-            rid = os.urandom(16).hex().encode()  # 128 random bits like uuid4().hex, 6x cheaper
+        rid = request_id_in(scope["headers"])
         request_id.set(rid.decode())
         status = 500
 
@@ -90,7 +82,7 @@ class Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (_HEADER, rid)]
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
             await send(message)
 
         try:
