@@ -121,10 +121,10 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
         ):
             return False
         request = simple_get(data)
-        client = gateway.proxy.client
+        proxy = gateway.proxy
+        client = proxy.client
         if request is None or client is None:
             return False
-        proxy = gateway.proxy
         index = proxy.first_choice()
         conn = client.lease(index)
         if conn is None:  # the ASGI path connects
