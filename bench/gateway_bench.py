@@ -1,7 +1,8 @@
 """Gateway and inventory benchmark (run it with `bench/gateway`).
 
-wrk against inventory directly, through the gateway and through nginx (a plain keep-alive
-reverse proxy, bench/nginx/nginx.conf.template), for four workloads:
+wrk against inventory directly, through the gateway, through nginx (a plain keep-alive reverse
+proxy, bench/nginx/nginx.conf.template) and through a Python byte relay (bench/relay: the floor
+of any asyncio proxy, not a gateway), for four workloads:
 
   id      GET /api/movies/{id}, ids uniformly random over 1 000 movies
   list    GET /api/movies?limit=100 (1 000 movies)
@@ -12,7 +13,9 @@ Everything runs on loopback in processes of its own: a private PostgreSQL (initd
 temporary directory, deleted at the end), inventory and the gateway as `python server.py`
 (cwd = that directory, so no `.env` is read: every setting comes from here), and nginx with its
 own prefix. Targets are measured in interleaved rounds (the order rotates every round) and the
-table shows each target's median round, because two shared cores are noisy.
+table shows each target's median round, because two shared cores are noisy. For the proxies it
+also shows their own CPU time per request (user + system, from /proc), which varies far less
+between rounds than throughput does.
 """
 
 import argparse
@@ -37,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PYTHON = str(ROOT / ".venv/bin/python")
-TARGETS = ("direct", "gateway", "nginx")
+TARGETS = ("direct", "gateway", "nginx", "relay")
 WORKLOADS = ("id", "list", "post", "search")
 
 # Titles "<Name>: <lead> <adjective> <noun> <n>", e.g. "Agikkub: A Golden Island 3". The 1 500
@@ -201,7 +204,9 @@ class Platform:
             "direct": args.inventory_port,
             "gateway": args.gateway_port,
             "nginx": args.nginx_port,
+            "relay": args.relay_port,
         }
+        self.proxy_pids: dict[str, int] = {}  # target -> the pid whose process tree proxies
 
     def url(self, target: str) -> str:
         return f"http://127.0.0.1:{self.ports[target]}"
@@ -235,18 +240,31 @@ class Platform:
         subprocess.run([PYTHON, "-m", "inventory.migrate"], env=env, cwd=self.root, check=True)
         self.spawn("inventory", ROOT / "services/inventory/server.py", env)
         wait_for(lambda: http_ok(self.url("direct") + "/health"), 30, "inventory")
-        self.spawn("gateway", ROOT / "services/gateway/server.py", env)
+        self.proxy_pids["gateway"] = self.spawn("gateway", ROOT / "services/gateway/server.py", env)
         wait_for(lambda: http_ok(self.url("gateway") + "/api/movies?limit=1"), 30, "gateway")
         self.start_nginx()
         wait_for(lambda: http_ok(self.url("nginx") + "/api/movies?limit=1"), 10, "nginx")
+        self.proxy_pids["nginx"] = int((self.nginx_prefix / "nginx.pid").read_text())
+        relay = (str(self.ports["relay"]), str(self.ports["direct"]))
+        self.proxy_pids["relay"] = self.spawn("relay", BENCH / "relay/relay.py", env, relay)
+        wait_for(lambda: http_ok(self.url("relay") + "/api/movies?limit=1"), 10, "relay")
 
-    def spawn(self, name: str, script: Path, env: dict[str, str]) -> None:
+    def spawn(
+        self, name: str, script: Path, env: dict[str, str], args: tuple[str, ...] = ()
+    ) -> int:
         output = open(self.root / f"{name}.log", "wb")  # closed by the child's exit
         process = subprocess.Popen(
-            [PYTHON, str(script)], env=env, cwd=self.root, stdout=output, stderr=output,
+            [PYTHON, str(script), *args], env=env, cwd=self.root, stdout=output, stderr=output,
             start_new_session=True,
         )  # fmt: skip
         self.processes.append(process)
+        return process.pid
+
+    def proxy_cpu_seconds(self, target: str) -> float | None:
+        """CPU time (user + system) used so far by the target's proxy processes, or None for
+        direct."""
+        pid = self.proxy_pids.get(target)
+        return None if pid is None else sum(map(cpu_seconds, process_tree(pid)))
 
     def start_nginx(self) -> None:
         self.nginx_prefix.mkdir()
@@ -303,6 +321,31 @@ class Platform:
                 shutil.rmtree(self.root, ignore_errors=True)
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn or nginx workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += parents.get(tree[-1], [])
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # exited
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def wrk(url: str, workload: str, duration: int, args: argparse.Namespace) -> dict[str, float]:
     script, extra = {
         "id": ("movie_by_id.lua", ["--", "1000"]),
@@ -327,6 +370,7 @@ def wrk(url: str, workload: str, duration: int, args: argparse.Namespace) -> dic
         raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
     result = json.loads(lines[-1].removeprefix("RESULT "))
     return {
+        "requests": result["requests"],
         "rps": result["requests"] / (result["duration_us"] / 1e6),
         "p50": result["p50_us"] / 1000,
         "p99": result["p99_us"] / 1000,
@@ -343,7 +387,12 @@ def measure(
     for round_number in range(args.rounds):
         shift = round_number % len(targets)
         for target in targets[shift:] + targets[:shift]:
-            runs[target].append(wrk(platform.url(target), workload, args.duration, args))
+            cpu_before = platform.proxy_cpu_seconds(target)
+            run = wrk(platform.url(target), workload, args.duration, args)
+            if cpu_before is not None:
+                cpu = platform.proxy_cpu_seconds(target) - cpu_before  # type: ignore[operator]
+                run["cpu_us"] = cpu / max(run["requests"], 1) * 1e6
+            runs[target].append(run)
         log(
             f"{workload} round {round_number + 1}/{args.rounds}: "
             + ", ".join(f"{t} {runs[t][-1]['rps']:.0f}/s" for t in targets)
@@ -369,7 +418,7 @@ def print_table(
     results: dict[str, dict[str, dict[str, float]]], targets: list[str], args: argparse.Namespace
 ) -> None:
     header = f"| {'workload':<36} | {'target':<7} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} "
-    header += "| ratio | errors |"
+    header += "| ratio | proxy µs/req | errors |"
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for workload, by_target in results.items():
@@ -377,13 +426,16 @@ def print_table(
         for target in targets:
             run = by_target[target]
             ratio = f"{run['rps'] / direct['rps']:.2f}" if direct and target != "direct" else ""
+            cpu = f"{run['cpu_us']:.1f}" if "cpu_us" in run else ""
             print(
                 f"| {WORKLOAD_LABELS[workload]:<36} | {target:<7} | {run['rps']:>7.0f} "
-                f"| {run['p50']:>7.2f} | {run['p99']:>7.2f} | {ratio:>5} | {run['errors']:>6.0f} |"
+                f"| {run['p50']:>7.2f} | {run['p99']:>7.2f} | {ratio:>5} | {cpu:>12} "
+                f"| {run['errors']:>6.0f} |"
             )
     print(
-        "\nreq/s, p50, p99: median of the rounds; ratio: target req/s / direct req/s; "
-        "errors: non-2xx answers + socket errors over all rounds.\n"
+        "\nreq/s, p50, p99, proxy µs/req: median of the rounds; ratio: target req/s / direct "
+        "req/s;\nproxy µs/req: CPU time of the proxy's processes / requests; errors: non-2xx "
+        "answers + socket errors over all rounds.\n"
         f"wrk: {args.threads} threads, {args.connections} connections "
         f"(* search: {args.search_connections}), "
         f"{args.duration}s x {args.rounds} rounds per target."
@@ -406,6 +458,7 @@ def main() -> None:
     parser.add_argument("--inventory-port", type=int, default=28080)
     parser.add_argument("--gateway-port", type=int, default=28082)
     parser.add_argument("--nginx-port", type=int, default=28090)
+    parser.add_argument("--relay-port", type=int, default=28092)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()

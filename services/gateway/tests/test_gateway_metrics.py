@@ -53,6 +53,16 @@ async def test_requests_are_counted_by_route_template_and_status(gateway_factory
     assert requests(values, "GET", "unmatched", "404") == 1
     assert observed(values, "GET", "/api/movies/{id}") == 3
     assert observed(values, "POST", "/api/billing") == 1
+    movie = (("method", "GET"), ("route", "/api/movies/{id}"))
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in values.items()
+        if name == "http_request_duration_seconds_bucket" and set(movie) <= set(labels)
+    )
+    counts = [value for _, value in buckets]
+    assert counts == sorted(counts) and buckets[-1] == (float("inf"), 3)  # cumulative
+    assert dict(buckets)[10.0] == 3  # each answered well within 10 s
+    assert 0 < values[("http_request_duration_seconds_sum", movie)] < 3 * 10
     assert not any("metrics" in dict(labels).get("route", "") for _, labels in values)
     routes = {dict(labels).get("route") for name, labels in values if name.startswith("http_")}
     assert "/api/movies/1" not in routes and "/no/such/route" not in routes
@@ -106,12 +116,17 @@ async def test_several_workers_report_their_sum(inventory, unused_port, poll):
                 async with httpx.AsyncClient(timeout=5) as once:
                     response = await once.get(f"http://127.0.0.1:{port}/api/movies/1")
                     assert response.status_code == 200
-            totals = {
-                requests(
-                    samples((await client.get("/metrics")).text), "GET", "/api/movies/{id}", "200"
-                )
-                for _ in range(6)
-            }
+
+            async def counted() -> float:
+                values = samples((await client.get("/metrics")).text)
+                return requests(values, "GET", "/api/movies/{id}", "200")
+
+            async def all_counted() -> bool:
+                return await counted() == 40
+
+            # Each worker adds its tallies to the shared files within a second.
+            await poll(all_counted, 10, "both workers' counts")
+            totals = {await counted() for _ in range(6)}
     finally:
         os.killpg(process.pid, 15)
         await process.wait()

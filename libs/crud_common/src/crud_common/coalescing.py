@@ -55,6 +55,9 @@ class CoalescingTransport:
         self._pending = []
         self._transport.abort()
 
+    def is_closing(self) -> bool:  # asked once per response: not through __getattr__
+        return self._transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
 
