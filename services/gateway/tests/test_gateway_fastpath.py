@@ -171,3 +171,21 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
             writer.close()
     assert closed - answered[1] >= 0.9  # not 1 s after the first answer
     assert closed - answered[1] < 3.0
+
+
+async def test_sequential_gets_reuse_one_upstream_connection(gateway_factory, raw_upstream):
+    def respond(head: bytes, body: bytes, index: int) -> bytes:
+        rid = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"x-request-id:")
+        )
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: " + rid + b"\r\n\r\n{}"
+
+    async with raw_upstream(respond) as upstream:
+        async with gateway_factory(INVENTORY_URLS=upstream.url) as gw:
+            for number in range(20):
+                response = await gw.client.get(f"/api/movies/{number}")
+                assert response.status_code == 200 and response.json() == {}
+    assert len(upstream.requests) == 20
+    assert upstream.connections == 1  # kept alive and pooled, lean answers included

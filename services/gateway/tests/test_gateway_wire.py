@@ -1,9 +1,11 @@
 """The byte-level reading of the lean path (wire.py): what it recognises, what it leaves to
 httptools, and the bytes it forwards."""
 
+import re
+
 import pytest
 
-from gateway.wire import forwarded_head, header_list, simple_get, whole_answer
+from gateway.wire import header_list, plain_get, whole_answer
 
 PLAIN = b"GET /api/movies/7?x=1 HTTP/1.1\r\nHost: gw:8080\r\nAccept: */*\r\n\r\n"
 RID = b"0123456789abcdef0123456789abcdef"
@@ -14,15 +16,28 @@ def answer(*headers: bytes, body: bytes = b'{"id":7}') -> bytes:
 
 
 def test_a_plain_get_is_read_with_its_parts():
-    request = simple_get(PLAIN)
+    request = plain_get(PLAIN, b"127.0.0.1", b"http")
     assert request is not None
-    assert (request.target, request.path, request.query) == (
-        b"/api/movies/7?x=1",
-        b"/api/movies/7",
-        b"x=1",
+    assert request.target == b"/api/movies/7?x=1"
+    assert request.headers == (
+        b"Accept: */*\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n"
+        b"x-forwarded-host: gw:8080\r\nx-request-id: " + request.request_id + b"\r\n\r\n"
     )
-    assert request.host == b"gw:8080"
-    assert request.headers == b"Accept: */*\r\n"
+
+
+@pytest.mark.parametrize(
+    "given", [None, b"", b"has space", b"x" * 129, b"caf\xc3\xa9", b"a/b"], ids=repr
+)
+def test_a_missing_or_malformed_request_id_is_replaced_by_a_new_one(given):
+    data = b"GET /api/movies HTTP/1.1\r\n" + (
+        b"" if given is None else b"X-Request-ID: " + given + b"\r\n"
+    )
+    first = plain_get(data + b"\r\n", None, b"http")
+    second = plain_get(data + b"\r\n", None, b"http")
+    assert first is not None and second is not None
+    assert re.fullmatch(rb"[0-9a-f]{32}", first.request_id)
+    assert first.request_id != second.request_id
+    assert first.headers.endswith(b"x-request-id: " + first.request_id + b"\r\n\r\n")
 
 
 @pytest.mark.parametrize(
@@ -47,20 +62,21 @@ def test_a_plain_get_is_read_with_its_parts():
     ],
 )
 def test_anything_but_one_plain_get_is_left_to_httptools(data):
-    assert simple_get(data) is None
+    assert plain_get(data, b"127.0.0.1", b"http") is None
 
 
 def test_hop_by_hop_and_forwarding_headers_are_replaced_and_the_rest_kept_verbatim():
-    request = simple_get(
+    request = plain_get(
         b"GET /api/movies HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n"
         b"Proxy-Authorization: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n"
         b"X-Forwarded-For: 10.0.0.1\r\nAuthorization: Bearer k\r\nX-Request-ID: abc\r\n"
-        b"X-Custom:  Mixed Case \r\n\r\n"
+        b"X-Custom:  Mixed Case \r\n\r\n",
+        b"127.0.0.1",
+        b"http",
     )
     assert request is not None
     assert request.request_id == b"abc"
-    head = forwarded_head(request, b"127.0.0.1", b"http", b"abc")
-    assert head == (
+    assert request.headers == (
         b"Authorization: Bearer k\r\nX-Custom:  Mixed Case \r\n"
         b"x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
         b"x-forwarded-host: gw\r\nx-request-id: abc\r\n\r\n"
@@ -68,11 +84,11 @@ def test_hop_by_hop_and_forwarding_headers_are_replaced_and_the_rest_kept_verbat
 
 
 def test_a_request_without_host_gets_no_forwarded_host():
-    request = simple_get(b"GET /api/movies HTTP/1.1\r\n\r\n")
-    assert request is not None
-    assert forwarded_head(request, None, b"http", RID) == (
-        b"x-forwarded-proto: http\r\nx-request-id: " + RID + b"\r\n\r\n"
+    request = plain_get(
+        b"GET /api/movies HTTP/1.1\r\nX-Request-ID: " + RID + b"\r\n\r\n", None, b"http"
     )
+    assert request is not None
+    assert request.headers == b"x-forwarded-proto: http\r\nx-request-id: " + RID + b"\r\n\r\n"
 
 
 def test_the_scope_headers_are_those_uvicorn_would_list():

@@ -73,7 +73,7 @@ class Metrics:
         )
         self.published_ok = published.labels("ok")
         self.published_unavailable = published.labels("unavailable")
-        # (method, route, status) -> [count, sum of seconds, count per bucket..., count over]
+        # (method, route, status) -> [sum of seconds, count per bucket..., count over]
         self._tallies: dict[tuple[str, str, int], list[float]] = {}
         self._flush_due: asyncio.TimerHandle | None = None
 
@@ -83,12 +83,11 @@ class Metrics:
         key = (method, route, status)
         tally = self._tallies.get(key)
         if tally is None:
-            tally = self._tallies[key] = [0] * (len(BUCKETS) + 3)
+            tally = self._tallies[key] = [0] * (len(BUCKETS) + 2)
             if self.multiprocess and self._flush_due is None:
                 self._flush_due = asyncio.get_running_loop().call_later(1.0, self.flush)
-        tally[0] += 1
-        tally[1] += seconds
-        tally[2 + bisect_left(BUCKETS, seconds)] += 1  # buckets are "less than or equal"
+        tally[0] += seconds
+        tally[1 + bisect_left(BUCKETS, seconds)] += 1  # buckets are "less than or equal"
 
     def flush(self) -> None:
         """Adds the tallies to the Prometheus metrics (through the histogram's per-bucket values:
@@ -97,8 +96,8 @@ class Metrics:
             self._flush_due.cancel()
             self._flush_due = None
         tallies, self._tallies = self._tallies, {}
-        for (method, route, status), (count, total, *buckets) in tallies.items():
-            self.requests.labels(method, route, str(status)).inc(count)
+        for (method, route, status), (total, *buckets) in tallies.items():
+            self.requests.labels(method, route, str(status)).inc(sum(buckets))
             histogram = self.latency.labels(method, route)
             histogram._sum.inc(total)
             for bucket, n in zip(histogram._buckets, buckets, strict=True):

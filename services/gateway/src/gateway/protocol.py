@@ -8,7 +8,7 @@ loopback `send()` syscalls, which measured here cost as much CPU as all the prox
 The lean path: through ASGI a proxied request costs a task, a scope, a request/response cycle
 and several awaits and message dicts on top of the proxying itself, and even httptools calls
 back into Python once per header; on two shared cores that overhead is what inventory loses to
-the gateway. So when a read brings exactly one plain `GET /api/movies…` (wire.simple_get) and
+the gateway. So when a read brings exactly one plain `GET /api/movies…` (wire.plain_get) and
 an upstream connection is pooled, the request head goes to inventory straight from
 `data_received`, and when the upstream's first read is one whole answer (wire.whole_answer) it
 goes to the client as it came, X-Request-ID set, in one write: no parser, task or await.
@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crud_common.coalescing import CoalescingHttpToolsProtocol
-from crud_common.request_ids import request_id_of
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from .guard import Refusal
@@ -47,8 +46,8 @@ from .proxy import (
     relay,
     send_json,
 )
-from .upstream import TimedOut, UpstreamError, UpstreamResponse
-from .wire import forwarded_head, header_list, simple_get, whole_answer
+from .upstream import TimedOut, UpstreamClient, UpstreamError, UpstreamResponse
+from .wire import header_list, plain_get, whole_answer
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +66,76 @@ Respond = Callable[[Send], Awaitable[int]]  # writes an answer, returns its stat
 
 
 class _FastCycle:
-    """A lean exchange in flight: what uvicorn's protocol reads of a cycle, plus its request."""
+    """A lean exchange in flight: what uvicorn's protocol reads of a cycle, and the `Exchange`
+    the upstream connection reports the answer to."""
 
-    __slots__ = ("disconnected", "keep_alive", "path", "request", "response_complete", "started")
+    __slots__ = (
+        "conn",
+        "disconnected",
+        "index",
+        "keep_alive",
+        "protocol",
+        "request",
+        "response",
+        "response_complete",
+        "rid",
+        "started",
+        "target",
+        "upstreams",
+    )
 
     message_event = _EVENT
 
-    def __init__(self, request: bytes, path: bytes) -> None:
+    def __init__(
+        self, protocol: "GatewayHttpProtocol", request: bytes, target: bytes, rid: bytes
+    ) -> None:
+        self.protocol = protocol
         self.request = request
-        self.path = path
+        self.target = target
+        self.rid = rid
         self.started = time.perf_counter()
-        self.keep_alive = True  # HTTP/1.1 without Connection: close (wire.simple_get)
+        self.keep_alive = True  # HTTP/1.1 without Connection: close (wire.plain_get)
         self.disconnected = False
         self.response_complete = False
+        self.response: UpstreamResponse | None = None  # once httptools reads the answer
+
+    def send(self, upstreams: UpstreamClient, index: int, conn: Any, headers: bytes) -> None:
+        """Sends the request on `conn`, a connection leased from `upstreams`."""
+        self.upstreams = upstreams
+        self.index = index
+        self.conn = conn
+        upstreams.send_get(index, conn, self.target, headers, self)
+
+    def take(self, data: bytes) -> bool:
+        try:
+            whole = whole_answer(data, self.rid)
+        except Exception:  # a bug here must not lose the answer: httptools reads it
+            log.exception("lean path failed; reading the answer with httptools")
+            return False
+        if whole is None:
+            return False
+        self.upstreams.recycle(self.index, self.conn)
+        self.protocol._finish(self, *whole)
+        return True
+
+    def upstream_ready(self) -> None:
+        protocol = self.protocol
+        response = self.response
+        try:
+            if response is None:
+                response = self.response = self.upstreams.response(self.index, self.conn)
+            if response.arrived():
+                protocol._answer(response, self, self.rid)
+        except TimedOut:
+            rid = self.rid
+            request_id.set(rid.decode("latin-1"))
+            protocol.proxy.timed_out(self.index)  # type: ignore[union-attr]
+            protocol._hand_over(self, lambda send: send_json(send, 504, TIMED_OUT, rid))
+        except UpstreamError:  # broken before any byte of an answer: served again via ASGI
+            protocol._hand_over(self, None)
+        except Exception:  # a bug here must not leave the client hanging
+            log.exception("lean path failed; serving the request through ASGI")
+            protocol._hand_over(self, None)
 
 
 class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
@@ -89,6 +145,7 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
         super().__init__(*args, **kwargs)
         app = self.app
         self.gateway = app if isinstance(app, Gateway) else None
+        self.proxy = self.gateway.proxy if self.gateway else None
         self._parsing = False  # httptools is inside a message: its bytes cannot skip it
         self._answered_at = 0.0
 
@@ -112,62 +169,32 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
     def _serve_lean(self, data: bytes) -> bool:
         """Starts the exchange and returns True when `data` is one plain GET of the movies API
         and an upstream connection is pooled, else False."""
-        gateway = self.gateway
+        proxy = self.proxy
         cycle = self.cycle
         if (
-            gateway is None
+            proxy is None
             or self._parsing
             or (cycle is not None and not cycle.response_complete)  # pipelined
         ):
             return False
-        request = simple_get(data)
-        proxy = gateway.proxy
         client = proxy.client
+        request = plain_get(data, self._client_ip, self._scheme)
         if request is None or client is None:
             return False
         index = proxy.first_choice()
         conn = client.lease(index)
         if conn is None:  # the ASGI path connects
             return False
-        rid = request_id_of(request.request_id)
-        fast = _FastCycle(data, request.path)
+        fast = _FastCycle(self, data, request.target, request.request_id)
         self.cycle = fast  # type: ignore[assignment]
         if proxy.guard.limiter is not None:
             refusal = proxy.guard.check({"client": self.client, "method": "GET"}, None)
             if refusal is not None:
                 client.give_back(index, conn)
-                self._hand_over(fast, _refusal(refusal, rid))
+                self._hand_over(fast, _refusal(refusal, fast.rid))
                 return True
         proxy.chosen()
-
-        def take(answer: bytes) -> bool:
-            try:
-                whole = whole_answer(answer, rid)
-            except Exception:  # a bug here must not lose the answer: httptools reads it
-                log.exception("lean path failed; reading the answer with httptools")
-                return False
-            if whole is None:
-                return False
-            response.recycle()
-            self._finish(fast, *whole)
-            return True
-
-        def on_upstream() -> None:
-            try:
-                if response.arrived():
-                    self._answer(response, fast, rid)
-            except TimedOut:
-                request_id.set(rid.decode("latin-1"))
-                proxy.timed_out(index)
-                self._hand_over(fast, lambda send: send_json(send, 504, TIMED_OUT, rid))
-            except UpstreamError:  # broken before any byte of an answer: served again via ASGI
-                self._hand_over(fast, None)
-            except Exception:  # a bug here must not leave the client hanging
-                log.exception("lean path failed; serving the request through ASGI")
-                self._hand_over(fast, None)
-
-        head = forwarded_head(request, self._client_ip, self._scheme, rid)
-        response = client.send_get(index, conn, request.target, head, on_upstream, take)
+        fast.send(client, index, conn, request.headers)
         return True
 
     def _finish(self, fast: _FastCycle, status: int, answer: bytes) -> None:
@@ -197,14 +224,13 @@ class GatewayHttpProtocol(CoalescingHttpToolsProtocol):
         self._finish(fast, response.status, b"".join(parts))
 
     def _observe(self, fast: _FastCycle, status: int) -> None:
-        assert self.gateway is not None
-        route = movies_route(fast.path.decode("ascii"))
-        self.gateway.metrics.observe("GET", route, status, time.perf_counter() - fast.started)
+        route = movies_route(fast.target.partition(b"?")[0].decode("ascii"))
+        seconds = time.perf_counter() - fast.started
+        self.gateway.metrics.observe("GET", route, status, seconds)  # type: ignore[union-attr]
 
     def _scope(self, fast: _FastCycle) -> Scope:
         """The ASGI scope uvicorn would have made of the request."""
-        target = fast.request[4:].partition(b" ")[0]
-        path, _, query = target.partition(b"?")
+        path, _, query = fast.target.partition(b"?")
         return {
             "type": "http",
             "asgi": {"version": self.asgi_version, "spec_version": "2.3"},

@@ -12,8 +12,8 @@ Errors tell the proxy what a retry may do: `ConnectFailed` (nothing was sent), `
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
-from typing import cast
+from collections.abc import AsyncIterator
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -38,6 +38,18 @@ HIGH_WATER = 256 * 1024
 SMALL_BODY = 64 * 1024
 # Idle keep-alive connections kept per upstream.
 MAX_IDLE = 512
+
+
+class Exchange(Protocol):
+    """What `send_get` reports to as its answer arrives (protocol.py's lean exchange)."""
+
+    def take(self, data: bytes) -> bool:
+        """Offered the answer's first bytes: True when it took them as one whole answer (the
+        parser then never sees them)."""
+
+    def upstream_ready(self) -> None:
+        """Called (maybe several times) as httptools reads the rest: see
+        `UpstreamResponse.arrived`."""
 
 
 class UpstreamError(Exception):
@@ -115,11 +127,9 @@ class _Connection(asyncio.Protocol):
         self.in_flight = False
         self.head_only = False  # answering a HEAD: no body will follow
         self._waiter: asyncio.Future[None] | None = None
-        # Called instead of waking a waiter when the exchange is driven by callbacks (protocol.py)
-        self.listener: Callable[[], None] | None = None
-        # Offered the first bytes of an answer; returns True when it took them as a whole answer
-        # (wire.whole_answer), and the parser then never sees them.
-        self.taker: Callable[[bytes], bool] | None = None
+        # Told instead of waking a waiter when the exchange is driven by callbacks (send_get)
+        self.exchange: Exchange | None = None
+        self.offer_whole = False  # the next bytes go to exchange.take() first
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
         self._reading_paused = False
@@ -149,10 +159,9 @@ class _Connection(asyncio.Protocol):
         if not self.in_flight:  # bytes on an idle connection: never pair them with a request
             self._close()
             return
-        taker = self.taker
-        if taker is not None:
-            self.taker = None
-            if taker(data):
+        if self.offer_whole:
+            self.offer_whole = False
+            if self.exchange.take(data):  # type: ignore[union-attr]
                 return
         self._got_bytes = True
         try:
@@ -242,8 +251,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
-        if self.listener is not None:
-            self.listener()
+        if self.exchange is not None:
+            self.exchange.upstream_ready()
             return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -256,7 +265,7 @@ class _Connection(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._deadlines.waiting.discard(self)
-        if self.listener is not None or (self._waiter is not None and not self._waiter.done()):
+        if self.exchange is not None or (self._waiter is not None and not self._waiter.done()):
             self._error = TimedOut()
             self._wake()
         self._close()
@@ -344,12 +353,12 @@ class UpstreamResponse:
         self.sized = conn._small  # a Content-Length up to SMALL_BODY came with it
 
     def arrived(self) -> bool:
-        """For `send_get`'s listener: False while the head is still to come; then True with
+        """For `send_get`'s exchange: False while the head is still to come; then True with
         status, headers and body taken, or the exchange's UpstreamError raised."""
         conn = self._conn
         if not conn.head_ready():
             return False
-        conn.listener = None
+        conn.exchange = None
         self._client._deadlines.waiting.discard(conn)
         try:
             conn.take_head()
@@ -365,19 +374,6 @@ class UpstreamResponse:
             conn._small,
         )
         return True
-
-    def recycle(self) -> None:
-        """After a taker took the whole answer: the connection goes back to the pool."""
-        conn = self._conn
-        conn.in_flight = False
-        conn.listener = None
-        self._client._deadlines.waiting.discard(conn)
-        idle = self._upstream.idle
-        if not conn.closed and len(idle) < MAX_IDLE:
-            conn.reused = True
-            idle.append(conn)
-        else:
-            conn._close()
 
     def iter_body(self) -> AsyncIterator[bytes]:
         return self._conn.iter_chunks(self._client.read_timeout)
@@ -446,27 +442,37 @@ class UpstreamClient:
         self.upstreams[index].idle.append(conn)
 
     def send_get(
-        self,
-        index: int,
-        conn: _Connection,
-        target: bytes,
-        headers: bytes,
-        listener: Callable[[], None],
-        taker: Callable[[bytes], bool],
-    ) -> "UpstreamResponse":
+        self, index: int, conn: _Connection, target: bytes, headers: bytes, exchange: Exchange
+    ) -> None:
         """Starts a bodiless GET on a leased connection without awaiting anything. `headers`
-        are the lines after Host, blank line included. `taker` is offered the answer's first
-        bytes; if it does not take them, `listener` is called (maybe several times) as the
-        answer arrives: read it with the response's `arrived()`."""
-        upstream = self.upstreams[index]
+        are the lines after Host, blank line included. `exchange.take` is offered the answer's
+        first bytes; if it does not take them, `exchange.upstream_ready` is called as the answer
+        arrives: read it with `response(index, conn)`. A taken answer's connection goes back
+        with `recycle`."""
         conn.in_flight = True
         conn.head_only = False
-        conn.listener = listener
-        conn.taker = taker
+        conn.exchange = exchange
+        conn.offer_whole = True
         conn._deadline = conn._loop.time() + self.read_timeout
         self._deadlines.add(conn)
-        conn.write(b"GET %s HTTP/1.1\r\nhost: %s\r\n%s" % (target, upstream.host_header, headers))
-        return UpstreamResponse(self, upstream, conn)
+        host = self.upstreams[index].host_header
+        conn.transport.write(b"GET %s HTTP/1.1\r\nhost: %s\r\n%s" % (target, host, headers))  # type: ignore[union-attr]
+
+    def response(self, index: int, conn: _Connection) -> UpstreamResponse:
+        """The answer httptools reads on a connection of `send_get`."""
+        return UpstreamResponse(self, self.upstreams[index], conn)
+
+    def recycle(self, index: int, conn: _Connection) -> None:
+        """After `exchange.take` took a whole answer: the connection goes back to the pool."""
+        conn.in_flight = False
+        conn.exchange = None
+        self._deadlines.waiting.discard(conn)
+        idle = self.upstreams[index].idle
+        if not conn.closed and len(idle) < MAX_IDLE:
+            conn.reused = True
+            idle.append(conn)
+        else:
+            conn._close()
 
     async def exchange(
         self, index: int, method: str, target: bytes, headers: Headers, body: Body

@@ -10,6 +10,8 @@ costs speed, never behaviour, so no rule here needs to be complete.
 import re
 from typing import NamedTuple
 
+from crud_common.request_ids import request_id_of
+
 # The request line of a GET of /api/movies… whose target holds only RFC 3986 path and query
 # characters (no "%": escapes go the long way, like every request this does not recognise).
 _REQUEST_LINE = re.compile(
@@ -30,18 +32,16 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)[ \t]*(?=
 _REQUEST_ID = re.compile(rb"\r\nx-request-id[ \t]*:[^\r]*", re.I)
 
 
-class SimpleGet(NamedTuple):
+class PlainGet(NamedTuple):
     target: bytes  # path and query, as sent
-    path: bytes
-    query: bytes
-    headers: bytes  # the end-to-end header lines to forward, each ending in CRLF
-    host: bytes | None
-    forwarded_for: list[bytes]
-    request_id: bytes | None
+    request_id: bytes  # the client's when well-formed, else a new one
+    headers: bytes  # the header lines the upstream gets after Host, down to the blank line
 
 
-def simple_get(data: bytes) -> SimpleGet | None:
-    """`data` as one bodiless HTTP/1.1 GET of /api/movies…, or None if it is anything else."""
+def plain_get(data: bytes, client_ip: bytes | None, scheme: bytes) -> PlainGet | None:
+    """`data` as one bodiless HTTP/1.1 GET of /api/movies…, with the header lines to forward:
+    the client's end-to-end ones as they came, then X-Forwarded-For/Proto/Host and X-Request-ID;
+    or None if `data` is anything else."""
     line = _REQUEST_LINE.match(data)
     if (
         line is None
@@ -49,11 +49,9 @@ def simple_get(data: bytes) -> SimpleGet | None:
         or not _HEADER_BLOCK.fullmatch(data, line.end())
     ):
         return None
-    target = line[1]
-    path, _, query = target.partition(b"?")
     host = request_id = None
     forwarded_for: list[bytes] = []
-    kept: list[bytes] = []
+    parts: list[bytes] = []
     for header in data[line.end() : len(data) - 4].split(b"\r\n"):
         name, _, value = header.partition(b":")
         name = name.lower()
@@ -71,9 +69,17 @@ def simple_get(data: bytes) -> SimpleGet | None:
             if value.strip(b" \t").lower() != b"keep-alive":
                 return None  # close, or headers named hop-by-hop: httptools' way
         elif name:
-            kept.append(header)
-    kept.append(b"")
-    return SimpleGet(target, path, query, b"\r\n".join(kept), host, forwarded_for, request_id)
+            parts += (header, b"\r\n")
+    if client_ip is not None:
+        forwarded_for.append(client_ip)
+    if forwarded_for:
+        parts += (b"x-forwarded-for: ", b", ".join(forwarded_for), b"\r\n")
+    parts += (b"x-forwarded-proto: ", scheme, b"\r\n")
+    if host is not None:
+        parts += (b"x-forwarded-host: ", host, b"\r\n")
+    request_id = request_id_of(request_id)
+    parts += (b"x-request-id: ", request_id, b"\r\n\r\n")
+    return PlainGet(line[1], request_id, b"".join(parts))
 
 
 def whole_answer(data: bytes, request_id: bytes) -> tuple[int, bytes] | None:
@@ -101,26 +107,8 @@ def whole_answer(data: bytes, request_id: bytes) -> tuple[int, bytes] | None:
     return int(status), _REQUEST_ID.sub(b"", data[:end]) + own + data[end:]
 
 
-def forwarded_head(
-    request: SimpleGet, client_ip: bytes | None, scheme: bytes, request_id: bytes
-) -> bytes:
-    """The header lines the upstream gets after its Host line, down to the blank line: the
-    client's end-to-end ones, X-Forwarded-For/Proto/Host and X-Request-ID."""
-    forwarded_for = request.forwarded_for
-    if client_ip is not None:
-        forwarded_for = [*forwarded_for, client_ip]
-    parts = [request.headers]
-    if forwarded_for:
-        parts += (b"x-forwarded-for: ", b", ".join(forwarded_for), b"\r\n")
-    parts += (b"x-forwarded-proto: ", scheme, b"\r\n")
-    if request.host is not None:
-        parts += (b"x-forwarded-host: ", request.host, b"\r\n")
-    parts += (b"x-request-id: ", request_id, b"\r\n\r\n")
-    return b"".join(parts)
-
-
 def header_list(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The (lower-case name, value) pairs of a request `simple_get` accepted, as uvicorn lists
+    """The (lower-case name, value) pairs of a request `plain_get` accepted, as uvicorn lists
     them in an ASGI scope."""
     pairs = (line.partition(b":") for line in data[: len(data) - 4].split(b"\r\n")[1:])
     return [(name.lower(), value.strip(b" \t")) for name, _, value in pairs]
