@@ -1,15 +1,20 @@
 """Start billing: `python server.py` (from this directory; PM2 runs it the same way)."""
 
+import logging.config
+
 import uvicorn
+from crud_common.logs import logging_config
 
 from billing.app import create_app
 from billing.config import get_settings
-from billing.logging import configure_logging
 
 
 def main() -> None:
     settings = get_settings()
-    configure_logging(settings.app_env, settings.log_level)
+    # Configured here rather than by uvicorn: create_app() logs, and billing logs to stdout.
+    logging.config.dictConfig(
+        logging_config(settings.app_env, settings.log_level, "ext://sys.stdout")
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.billing_host,

@@ -4,9 +4,9 @@ import os
 import tempfile
 
 import uvicorn
+from crud_common.logs import logging_config
 
 from gateway.config import get_settings
-from gateway.logging import logging_config
 from gateway.serving import UVICORN_OPTIONS
 
 

@@ -6,9 +6,9 @@ import tempfile
 
 import uvicorn
 from crud_common.coalescing import CoalescingHttpToolsProtocol
+from crud_common.logs import logging_config
 
 from inventory.config import get_settings
-from inventory.logging import logging_config
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ import logging
 
 import orjson
 import pytest
+from crud_common.logs import JsonFormatter
 from pydantic import ValidationError
 
 from billing.config import Settings
-from billing.logging import JsonFormatter
 
 
 def make(**values: str) -> Settings:

@@ -8,10 +8,10 @@ import uuid
 import aio_pika
 import httpx
 import pytest
+from crud_common.logs import RequestIdFilter
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing.app import create_app
-from billing.logging import RequestIdFilter
 
 ORDER = {"user_id": 7, "number_of_items": 2, "total_amount": "20.50"}
 

@@ -8,8 +8,7 @@ import logging.config
 import uuid
 
 import pytest
-
-from gateway.logging import logging_config
+from crud_common.logs import logging_config
 
 
 def is_generated(value: str) -> bool:
@@ -93,9 +92,9 @@ def log_lines():
     def configure(app_env: str) -> io.StringIO:
         buffer = io.StringIO()
         config = logging_config(app_env, "INFO")
-        config["handlers"]["stderr"]["stream"] = buffer
+        config["handlers"]["default"]["stream"] = buffer
         del config["root"]
-        config["loggers"] = {"gateway": {"handlers": ["stderr"], "propagate": False}}
+        config["loggers"] = {"gateway": {"handlers": ["default"], "propagate": False}}
         logging.config.dictConfig(config)
         return buffer
 

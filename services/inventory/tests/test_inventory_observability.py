@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from crud_common.logs import JsonFormatter, RequestIdFilter
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from inventory.app import create_app
 from inventory.config import Settings
-from inventory.logging import JsonFormatter, RequestIdFilter
 
 ServeApp = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 SERVER = Path(__file__).resolve().parents[1] / "server.py"

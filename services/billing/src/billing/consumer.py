@@ -28,11 +28,11 @@ import asyncpg
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.connection import make_url
 from aiormq.abc import DeliveredMessage
+from crud_common.logs import request_id
 
 from billing.config import Settings
 from billing.db import transaction
 from billing.deliveries import Deliveries
-from billing.logging import request_id
 from billing.observability import CONSUMED, DEAD_LETTERED, DUPLICATES
 from billing.repository import insert_orders
 from billing.schemas import InvalidOrder, NewOrder, parse_order_message

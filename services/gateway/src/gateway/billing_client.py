@@ -4,9 +4,9 @@ import logging
 from uuid import UUID
 
 import aiohttp
+from crud_common.logs import request_id
 
 from .errors import BillingBadAnswer, BillingTimedOut, BillingUnreachable, OrderNotFound
-from .logging import request_id
 
 log = logging.getLogger(__name__)
 

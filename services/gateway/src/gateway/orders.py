@@ -16,11 +16,11 @@ import logging
 from uuid import uuid4
 
 import orjson
+from crud_common.logs import request_id
 from pydantic import ValidationError
 
 from .errors import BrokerUnavailable
 from .guard import TOO_LARGE, Guard, TooLarge
-from .logging import request_id
 from .metrics import Metrics
 from .proxy import ClientGone, Receive, Scope, Send, read_body, refuse, request_facts, send_json
 from .publisher import OrderPublisher

@@ -32,10 +32,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crud_common.coalescing import CoalescingHttpToolsProtocol
+from crud_common.logs import request_id
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from .guard import Refusal
-from .logging import request_id
 from .metrics import movies_route
 from .proxy import (
     TIMED_OUT,

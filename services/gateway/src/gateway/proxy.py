@@ -15,14 +15,14 @@ own errors included, carries X-Request-ID.
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
-from typing import Any
 
+from crud_common.logs import request_id
+from crud_common.observe import ASGIApp, Message, Receive, Scope, Send
 from crud_common.request_ids import request_id_of
 
 from .guard import TOO_LARGE, Guard, Refusal, TooLarge
-from .logging import request_id
 from .metrics import UNMATCHED, Metrics, movies_route
 from .upstream import (
     HOP_BY_HOP,
@@ -40,11 +40,6 @@ from .upstream import (
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIX = "/api/movies"
 _PREFIX_LEN = len(PREFIX)

@@ -1,8 +1,9 @@
-"""Readable log lines in development, one JSON object per line in production.
+"""Log lines of the three services: readable in development, one JSON object per line in
+production.
 
-`logging_config()` is a dictConfig mapping handed to uvicorn (`log_config=`), so every worker
-process configures itself the same way at start-up. Every line carries the `request_id` of the
-request being served (`-` outside one): a field in JSON, `[id]` in readable lines.
+Every record carries `request_id`: the X-Request-ID of the HTTP request being served, or the
+AMQP correlation id of the order being handled (`-` outside both), set by each service in the
+`request_id` context variable. A field in JSON, `[id]` in readable lines.
 """
 
 import logging
@@ -12,10 +13,10 @@ from typing import Any
 
 import orjson
 
-# Attributes every LogRecord has; anything else came through `extra=` and is logged as a field.
-# Set per request by observability.Observe from X-Request-ID (or a generated id).
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
+READABLE = "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"
+# Attributes every LogRecord has; anything else came through `extra=` and is logged as a field.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
@@ -41,26 +42,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def logging_config(app_env: str, level: str) -> dict[str, Any]:
-    if app_env == "production":
-        formatter: dict[str, Any] = {"()": "inventory.logging.JsonFormatter"}
-    else:
-        formatter = {"format": "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"}
+def logging_config(app_env: str, level: str, stream: str = "ext://sys.stderr") -> dict[str, Any]:
+    """A `logging.config.dictConfig` mapping: one handler on the root logger, uvicorn's loggers
+    propagating to it. Handed to uvicorn as `log_config=`, every worker process configures
+    itself the same way at start-up."""
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter} if app_env == "production" else {"format": READABLE}
+    )
+    level = level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "filters": {"request_id": {"()": "inventory.logging.RequestIdFilter"}},
+        "filters": {"request_id": {"()": RequestIdFilter}},
         "handlers": {
-            "stderr": {
+            "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
                 "filters": ["request_id"],
-                "stream": "ext://sys.stderr",
+                "stream": stream,
             }
         },
-        "root": {"level": level, "handlers": ["stderr"]},
-        # uvicorn's own loggers propagate to the root handler.
+        "root": {"level": level, "handlers": ["default"]},
         "loggers": {
             name: {"level": level, "handlers": [], "propagate": True}
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
