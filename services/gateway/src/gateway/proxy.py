@@ -40,7 +40,6 @@ from .upstream import (
 
 log = logging.getLogger(__name__)
 
-
 PREFIX = "/api/movies"
 _PREFIX_LEN = len(PREFIX)
 
@@ -113,16 +112,14 @@ class MoviesProxy:
         self.guard = guard
         self._down_until = [0.0] * len(self.upstreams)
         self._next = 0
-        self._next_moves = len(self.upstreams) > 1
         self.client: UpstreamClient | None = None  # set by the app's lifespan
 
     def first_choice(self) -> int:
         """The upstream the next request tries first; `chosen()` moves the round-robin on."""
-        return self._order(advance=False)[0] if self._next_moves else 0
+        return self._order(advance=False)[0]
 
     def chosen(self) -> None:
-        if self._next_moves:
-            self._next = (self._next + 1) % len(self.upstreams)
+        self._next = (self._next + 1) % len(self.upstreams)
 
     def timed_out(self, index: int) -> None:
         log.warning("inventory %s timed out", self.upstreams[index])
