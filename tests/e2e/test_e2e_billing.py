@@ -2,8 +2,6 @@
 
 import uuid
 
-import pytest
-
 from platform_processes import eventually
 
 
@@ -61,22 +59,45 @@ async def test_unknown_order_is_404(gateway, orders_db):
     assert "error" in response.json()
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"number_of_items": 1, "total_amount": 5},
-        {"user_id": "abc", "number_of_items": 1, "total_amount": 5},
-        {"user_id": 1, "number_of_items": 0, "total_amount": 5},
-        {"user_id": 1, "number_of_items": 1, "total_amount": -1},
-        {"user_id": 1, "number_of_items": 1, "total_amount": "1.001"},
-    ],
-)
-async def test_invalid_orders_are_refused_and_never_queued(gateway, billing_queue, body):
-    response = await gateway.post("/api/billing", json=body)
-    assert response.status_code == 422
-    assert isinstance(response.json()["error"], str)
-    declared = await billing_queue.channel.declare_queue(billing_queue.name, passive=True)
-    assert declared.declaration_result.message_count == 0
+INVALID_ORDERS = [
+    {"number_of_items": 1, "total_amount": 5},
+    {"user_id": "abc", "number_of_items": 1, "total_amount": 5},
+    {"user_id": 1, "number_of_items": 0, "total_amount": 5},
+    {"user_id": 1, "number_of_items": 1, "total_amount": -1},
+    {"user_id": 1, "number_of_items": 1, "total_amount": "1.001"},
+]
+
+
+async def test_invalid_orders_are_refused_and_never_queued(
+    platform, gateway, orders_db, billing_queue
+):
+    # With billing stopped nothing consumes the queue, so its depth counts every publish: the
+    # invalid orders must leave it at 0, and the valid sentinel after them must make it 1.
+    platform.stop("billing")
+    try:
+        for body in INVALID_ORDERS:
+            response = await gateway.post("/api/billing", json=body)
+            assert response.status_code == 422, body
+            assert isinstance(response.json()["error"], str)
+        assert await queue_depth(billing_queue) == 0
+        sentinel = await gateway.post(
+            "/api/billing", json={"user_id": 7, "number_of_items": 1, "total_amount": "1.00"}
+        )
+        assert sentinel.status_code == 200
+        assert await queue_depth(billing_queue) == 1
+    finally:
+        platform.start("billing")
+
+    order_id = sentinel.json()["order_id"]
+    await eventually(
+        lambda: stored_order(orders_db, order_id), within=15, message="sentinel stored"
+    )
+    assert await orders_db.fetchval("SELECT count(*) FROM orders") == 1
+
+
+async def queue_depth(queue) -> int:
+    declared = await queue.channel.declare_queue(queue.name, passive=True)
+    return declared.declaration_result.message_count
 
 
 async def test_gateway_health_and_offline_docs(gateway):

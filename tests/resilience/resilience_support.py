@@ -94,8 +94,7 @@ async def run_billing_cli(platform_env: dict[str, str], *args: str) -> tuple[int
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await process.wait(), out.decode(), err.decode()  # wait() gives the exit code
 
 
 def vm_rss_kib(pid: int) -> int:

@@ -28,8 +28,7 @@ async def run_cli(settings, *args: str, **env: str) -> tuple[int, str, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await process.wait(), out.decode(), err.decode()  # wait() gives the exit code
 
 
 @pytest.fixture
