@@ -10,4 +10,5 @@ bash "$ROOT/scripts/env.sh"
 load_env
 python_env --inexact --package gateway
 pm2_install
-pm2_start api_gateway "http://127.0.0.1:$GATEWAY_PORT/health"
+pm2_start api_gateway "http://$(local_address "$GATEWAY_HOST"):$GATEWAY_PORT/health"
+writes_notice

@@ -8,6 +8,19 @@ VENV="$ROOT/.venv"
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31mERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# Run a command with its output kept back; shown only when the command fails.
+quietly() {
+  local out rc=0
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$out" >&2
+    rm -f "$out"
+    die "$* failed (exit $rc)"
+  fi
+  rm -f "$out"
+}
+
 require_root() { [ "$(id -u)" -eq 0 ] || die "run as root (sudo make …): PM2 and the services run under root"; }
 
 # Real VMs boot with systemd; containers and this kind of sandbox do not.
@@ -21,9 +34,9 @@ apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian"
   if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n1)" ]; then
-    apt-get update -q
+    quietly apt-get update -q
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive quietly apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
 # Node.js and npm from Debian, for PM2 and newman (kept when the machine already has them).
@@ -41,11 +54,36 @@ load_env() {
   set +a
 }
 
-# Set KEY=VALUE in an env file, replacing the line of that key (which must exist).
+# Set KEY=VALUE in an env file, replacing the line of that key; a key of .env.example that an
+# older file lacks is appended, any other key refused (a typo).
 env_set() {
   local file=$1 pair=$2 key=${2%%=*}
-  grep -q "^$key=" "$file" || die "$key is not a variable of $file"
-  sed -i "s|^$key=.*|$pair|" "$file"
+  if grep -q "^$key=" "$file"; then
+    sed -i "s|^$key=.*|$pair|" "$file"
+  elif grep -q "^$key=" "$ROOT/.env.example"; then
+    printf '%s\n' "$pair" >>"$file"
+  else
+    die "$key is not a variable of $file"
+  fi
+}
+
+# One line on who may write through the gateway (after load_env).
+writes_notice() {
+  if [ -z "${GATEWAY_API_KEYS//[ ,]/}" ]; then
+    log "writes are open to anyone who reaches the gateway; set GATEWAY_API_KEYS in .env to require a key"
+  else
+    log "writes need one of the keys of GATEWAY_API_KEYS"
+  fi
+}
+
+# The address to reach a service bound to $1 from this machine (0.0.0.0: every interface).
+local_address() {
+  case $1 in 0.0.0.0 | "" ) echo 127.0.0.1 ;; *) echo "$1" ;; esac
+}
+
+# One line when a back end listens on every interface: only the gateway should.
+warn_if_exposed() {
+  [ "$2" != 0.0.0.0 ] || log "note: $1 listens on every interface ($1=0.0.0.0 in .env); 127.0.0.1 keeps it private"
 }
 
 # Poll a URL until it answers 200, with a deadline instead of a fixed sleep.

@@ -10,7 +10,10 @@ postgres_start() {
   else
     local version cluster
     while read -r version cluster _; do
-      pg_ctlcluster "$version" "$cluster" status >/dev/null 2>&1 || pg_ctlcluster "$version" "$cluster" start
+      pg_ctlcluster "$version" "$cluster" status >/dev/null 2>&1 || {
+        log "starting PostgreSQL $version/$cluster"
+        quietly pg_ctlcluster "$version" "$cluster" start
+      }
     done < <(pg_lsclusters --no-header)
   fi
   local deadline=$((SECONDS + 60))

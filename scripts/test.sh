@@ -6,12 +6,14 @@ source "$ROOT/scripts/python.sh"
 source "$ROOT/scripts/postgres.sh"
 source "$ROOT/scripts/rabbitmq.sh"
 source "$ROOT/scripts/api-tools.sh"
+source "$ROOT/scripts/pm2.sh"
 
 require_root
 python_env
 postgres_start
 rabbitmq_start
 api_tools_install
+pm2_install
 
 bash "$ROOT/scripts/env.sh" "$ROOT/.env.test" \
   INVENTORY_PORT=18080 BILLING_PORT=18081 GATEWAY_PORT=18082 \

@@ -27,8 +27,19 @@ class Settings(BaseSettings):
     GATEWAY_PUBLISH_TIMEOUT: float = Field(default=5.0, gt=0)
     # Request bodies larger than this are refused with 413 (also chunked ones, mid-stream).
     GATEWAY_MAX_BODY_BYTES: int = Field(default=1024 * 1024, gt=0)
+    # Request line and headers larger than this are refused with 431.
+    GATEWAY_MAX_HEADER_BYTES: int = Field(default=16384, ge=1024)
+    # Seconds a client has to send a whole request head once it began, and then its body (408).
+    GATEWAY_HEADER_TIMEOUT: float = Field(default=10.0, gt=0)
+    GATEWAY_BODY_TIMEOUT: float = Field(default=30.0, gt=0)
+    # Seconds an idle client connection is kept open between requests.
+    GATEWAY_KEEP_ALIVE_TIMEOUT: float = Field(default=5.0, gt=0)
+    # Client connections per worker; one more is answered 503 and closed.
+    GATEWAY_MAX_CONNECTIONS: int = Field(default=1000, ge=1)
     # Comma-separated bearer keys; when set, every POST/PUT/PATCH/DELETE under /api needs one.
     GATEWAY_API_KEYS: str = ""
+    # In production, no API keys is refused unless anonymous writes are wanted, explicitly.
+    GATEWAY_ALLOW_ANONYMOUS_WRITES: bool = False
     # Requests per second per client IP under /api (token bucket per worker); 0 = no limit.
     GATEWAY_RATE_LIMIT: float = Field(default=0.0, ge=0)
     # Bucket size: requests a client may send at once; 0 = the rate, rounded up (at least 1).
@@ -57,9 +68,28 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_API_KEYS holds the placeholder 'generate-me'")
         return self
 
+    @model_validator(mode="after")
+    def _no_open_writes_in_production(self) -> "Settings":
+        if (
+            self.APP_ENV == "production"
+            and self.writes_open
+            and not self.GATEWAY_ALLOW_ANONYMOUS_WRITES
+        ):
+            raise ValueError(
+                "APP_ENV=production with no GATEWAY_API_KEYS would let anyone write: set "
+                "GATEWAY_API_KEYS=<key>[,<key>...], or GATEWAY_ALLOW_ANONYMOUS_WRITES=true "
+                "to run open on purpose"
+            )
+        return self
+
     @property
     def api_keys(self) -> list[str]:
         return [key.strip() for key in self.GATEWAY_API_KEYS.split(",") if key.strip()]
+
+    @property
+    def writes_open(self) -> bool:
+        """True when POST/PUT/PATCH/DELETE need no API key."""
+        return not self.api_keys
 
     @property
     def rate_burst(self) -> int:
