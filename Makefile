@@ -1,5 +1,5 @@
 # The two commands: `make up` runs the platform on this machine, `make test` runs every test.
-.PHONY: up down test lint status openapi
+.PHONY: up down test test-docker lint status openapi
 
 up:
 	bash scripts/up.sh
@@ -9,6 +9,10 @@ down:
 
 test:
 	bash scripts/test.sh
+
+# Build the images and run the Compose stack for real (own Docker engine), checked end to end.
+test-docker:
+	bash tests/deploy/docker-stack.sh
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
