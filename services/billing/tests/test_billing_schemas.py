@@ -120,3 +120,87 @@ def test_public_order_renders_amount_as_two_decimal_string() -> None:
         created_at="2024-01-01T00:00:00Z",
     )
     assert orjson.loads(order.model_dump_json())["total_amount"] == "20.50"
+
+
+# --- boundaries: many digits, unknown fields ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0000000000007", 7),  # leading zeros: any number of them
+        ("0" * 5000 + "42", 42),
+        ("+0000000000000000000042", 42),
+        ("002147483647", 2**31 - 1),
+    ],
+)
+def test_digit_strings_of_many_digits_count_by_value(value: str, expected: int) -> None:
+    assert to_positive_int(value) == expected
+
+
+@pytest.mark.parametrize("value", ["2147483648", "02147483648", "9" * 11, "9" * 20, "1" * 5000])
+def test_digit_strings_too_large_are_out_of_range(value: str) -> None:
+    # Refused for their size (not parsed: int() of thousands of digits is slow, or refused).
+    with pytest.raises(ValueError, match="must be between 1 and 2147483647"):
+        to_positive_int(value)
+
+
+@pytest.mark.parametrize("value", ["0" * 30, "+", "++1", "1 2", "0x10", "1_000"])
+def test_strings_that_are_no_positive_integer_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        to_positive_int(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0000000000020.50", Decimal("20.50")),
+        ("20.500000000000000000", Decimal("20.50")),
+        ("9999999999.990000", Decimal("9999999999.99")),
+        ("0." + "0" * 40, Decimal("0.00")),
+    ],
+)
+def test_amounts_of_many_digits_count_by_value(value: str, expected: Decimal) -> None:
+    assert str(to_amount(value)) == str(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("9" * 30, "must be less than 10000000000"),
+        ("10000000000.00", "must be less than 10000000000"),
+        ("1e999999999", "must be less than 10000000000"),
+        ("0." + "0" * 40 + "1", "at most 2 decimal places"),
+        ("20.501", "at most 2 decimal places"),
+    ],
+)
+def test_amounts_of_many_digits_out_of_bounds_say_why(value: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        to_amount(value)
+
+
+def test_a_message_with_many_digit_strings_is_stored_by_value() -> None:
+    body = {**VALID, "user_id": "0" * 100 + "7", "number_of_items": "00002"}
+    assert parse_order_message(orjson.dumps(body), None)[1:] == (7, 2, Decimal("20.50"))
+    with pytest.raises(InvalidOrder, match="user_id: must be between 1 and 2147483647"):
+        parse_order_message(orjson.dumps({**VALID, "user_id": "9" * 40}), None)
+
+
+UNKNOWN_FIELDS = {"currency": "EUR", "id": 99, "created_at": "1999-01-01T00:00:00Z", "x": [1]}
+
+
+def test_an_order_body_with_unknown_fields_is_taken_without_them() -> None:
+    # Ignored, not refused: a client (or a newer gateway) adding a field does not lose orders.
+    order = OrderCreate.model_validate({**VALID, **UNKNOWN_FIELDS})
+    assert order.model_dump() == OrderCreate.model_validate(VALID).model_dump()
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    [str(uuid.UUID(int=5)), uuid.UUID(int=5).hex, None],  # canonical: the fast path; hex: the model
+)
+def test_a_queued_message_with_unknown_fields_is_stored_without_them(order_id) -> None:
+    fields = {**VALID, "order_id": order_id} if order_id else VALID
+    message_id = str(uuid.UUID(int=6))
+    expected = parse_order_message(orjson.dumps(fields), message_id)
+    with_unknown = parse_order_message(orjson.dumps({**fields, **UNKNOWN_FIELDS}), message_id)
+    stored_id = uuid.UUID(int=5) if order_id else uuid.UUID(int=6)
+    assert with_unknown == expected == (stored_id, 7, 2, Decimal("20.50"))

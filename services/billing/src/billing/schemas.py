@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Va
 MAX_INT = 2**31 - 1
 MAX_AMOUNT = Decimal(10) ** 10  # NUMERIC(12,2) holds values below 10^10
 CENT = Decimal("0.01")
-_INTEGER = re.compile(r"[+]?\d{1,12}")
+_INTEGER = re.compile(r"[+]?0*(\d+)")  # group 1: the digits without leading zeros
 # The canonical text form of a UUID: for it, UUID(text) is what the model's UUID field gives.
 _CANONICAL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -38,8 +38,10 @@ def to_positive_int(value: object) -> int:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        number = int(value.strip())
+    elif isinstance(value, str) and (digits := _INTEGER.fullmatch(value.strip())):
+        # Any number of digits; more than MAX_INT has is out of range, never parsed (int() of
+        # thousands of digits is slow, and refused past 4300).
+        number = int(digits[1]) if len(digits[1]) <= len(str(MAX_INT)) else MAX_INT + 1
     else:
         raise ValueError("must be a positive integer")
     if not 0 < number <= MAX_INT:
