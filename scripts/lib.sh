@@ -70,7 +70,7 @@ env_set() {
 # One line on who may write through the gateway (after load_env).
 writes_notice() {
   if [ -z "${GATEWAY_API_KEYS//[ ,]/}" ]; then
-    log "writes are open to anyone who reaches the gateway; set GATEWAY_API_KEYS in .env to require a key"
+    log "writes are open to anyone: set GATEWAY_API_KEYS in .env to require a key"
   else
     log "writes need one of the keys of GATEWAY_API_KEYS"
   fi
