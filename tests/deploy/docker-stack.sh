@@ -37,7 +37,12 @@ cleanup() {
     kill "$DOCKERD_PID" 2>/dev/null || true
     wait "$DOCKERD_PID" 2>/dev/null || true
   fi
-  # The engine's mounts live under the run directory; never delete through a live mount.
+  # The engine leaves a network namespace mounted under its exec-root: unmount what is left
+  # there, and never delete through a live mount.
+  local mount
+  for mount in $(awk -v dir="$RUN_DIR/" 'index($2, dir) == 1 {print $2}' /proc/mounts); do
+    umount "$mount" 2>/dev/null || true
+  done
   if ! grep -q " $RUN_DIR/" /proc/mounts; then rm -rf "$RUN_DIR"; fi
   exit $rc
 }
@@ -101,7 +106,6 @@ images() {
     build "crud-master/$service:latest" "$ROOT/deploy/docker/Dockerfile" "$ROOT" \
       --build-arg BASE_IMAGE="$PYTHON_IMAGE" --build-arg SERVICE="$service"
   done
-  docker image prune --force >/dev/null # layers of earlier builds, no longer tagged
   docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | sort | sed 's/^/    /' >&2
 }
 
@@ -119,7 +123,19 @@ stack_up() {
   log "docker compose up ($PROJECT, gateway on 127.0.0.1:$GATEWAY_TEST_PORT)"
   quietly compose up --detach --no-build
   check_routes
-  wait_http "http://127.0.0.1:$GATEWAY_TEST_PORT/health" 180
+  wait_healthy 180
+  wait_http "http://127.0.0.1:$GATEWAY_TEST_PORT/health" 30
+}
+
+# Until Docker's health checks say every container that has one is healthy.
+wait_healthy() {
+  local deadline=$((SECONDS + $1)) filter=(--filter "label=com.docker.compose.project=$PROJECT")
+  until [ -z "$(docker ps -q "${filter[@]}" --filter health=starting)" ] &&
+    [ -z "$(docker ps -q "${filter[@]}" --filter health=unhealthy)" ] &&
+    [ "$(docker ps -q "${filter[@]}" --filter health=healthy | wc -l)" -eq 8 ]; do
+    [ $SECONDS -lt "$deadline" ] || die "the stack was not healthy within $1s"
+    sleep 1
+  done
 }
 
 # Every address the engine gave its networks must be reached through its own bridges.
@@ -136,8 +152,9 @@ check_routes() {
 tools
 engine_start
 images
+log "images ready after ${SECONDS}s"
 stack_up
-log "end-to-end checks through the gateway"
+log "stack healthy after ${SECONDS}s; end-to-end checks through the gateway"
 STACK_GATEWAY_URL="http://127.0.0.1:$GATEWAY_TEST_PORT" STACK_API_KEY="$GATEWAY_TEST_KEY" \
   STACK_COMPOSE="docker compose -p $PROJECT -f $COMPOSE_FILE --env-file $RUN_DIR/stack.env" \
-  "$VENV/bin/pytest" -p no:cacheprovider "$ROOT/tests/deploy/stack_checks.py" "$@"
+  "$VENV/bin/pytest" --noconftest -p no:cacheprovider -s "$ROOT/tests/deploy/stack_checks.py" "$@"
