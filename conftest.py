@@ -1,8 +1,10 @@
-"""Loads the test environment (.env.test, written by `make test`) before any service settings."""
+"""Loads the test environment (.env.test, written by `make test`) before any service settings,
+and the network guard (tests/netguard/netguard.py): no test reaches beyond this machine."""
 
 import os
 from pathlib import Path
 
+pytest_plugins = ["netguard"]  # importable through pyproject's pytest `pythonpath`
 ENV_TEST = Path(__file__).parent / ".env.test"
 
 

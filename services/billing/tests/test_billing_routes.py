@@ -3,10 +3,13 @@
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
+
+from billing.app import HEALTH_TIMEOUT
 
 ORDER = {"user_id": 7, "number_of_items": 2, "total_amount": "20.50"}
 
@@ -165,16 +168,37 @@ async def test_database_down_is_503_json_not_500(
         assert (response.status_code, response.json()) == (503, {"error": "database unreachable"})
 
 
-async def test_health_answers_quickly_when_the_database_hangs(
-    client_for, settings, eventually
+@pytest.fixture
+async def silent_database() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
+    """A database that never answers, on loopback: it accepts connections and never says a word.
+    Yields its port and the connections it accepted."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read()  # until the client gives up or the fixture ends
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], accepted
+    server.close()
+    for writer in accepted:
+        writer.close()
+
+
+async def test_health_gives_up_on_a_silent_database_after_its_timeout(
+    client_for, settings, silent_database, eventually
 ) -> None:
-    # A non-routable address: the connection attempt hangs (or fails at once) instead of refusing.
-    client = await client_for(settings.model_copy(update={"billing_db_host": "10.255.255.1"}))
+    port, accepted = silent_database
+    silent = {"billing_db_host": "127.0.0.1", "billing_db_port": port}
+    client = await client_for(settings.model_copy(update=silent))
     await eventually(lambda: _broker_up(client))
     started = time.monotonic()
     response = await client.get("/health")
-    assert time.monotonic() - started < 2.5
+    elapsed = time.monotonic() - started
     assert (response.status_code, response.json()["error"]) == (503, "database unreachable")
+    assert accepted  # it did wait on our silent server, not on a refusal
+    # health's own bound, not the pool's 3 s connect timeout nor a hang
+    assert HEALTH_TIMEOUT <= elapsed < HEALTH_TIMEOUT + 1
 
 
 async def _broker_up(client: httpx.AsyncClient) -> httpx.Response | None:
