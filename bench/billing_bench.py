@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT / "tests/e2e"), str(ROOT / "tests/resilience")]
 import aio_pika  # noqa: E402
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
+from loopback import require_loopback  # noqa: E402
 
 from amqp_bulk import BulkPublisher  # noqa: E402
 from platform_processes import Platform  # noqa: E402
@@ -144,6 +145,7 @@ class Bench:
         self.platform = Platform(self.logs, env=self.env)
 
     def setup(self) -> None:
+        require_loopback({**os.environ, **self.env})  # what every process here is given
         self.rabbit.start()
         subprocess.run(
             [str(ROOT / ".venv/bin/alembic"), "-c", "alembic.ini", "upgrade", "head"],

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loopback import require_loopback
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PYTHON = str(ROOT / ".venv/bin/python")
@@ -231,12 +233,12 @@ class Platform:
         return env
 
     def start(self) -> None:
+        env = require_loopback(self.service_env())  # before anything is started
         for target, port in self.ports.items():
             if not port_is_free(port):
                 raise RuntimeError(f"port {port} ({target}) is in use; pick another with --*-port")
         log(f"private PostgreSQL on 127.0.0.1:{self.pg.port} under {self.root}")
         self.pg.start()
-        env = self.service_env()
         subprocess.run([PYTHON, "-m", "inventory.migrate"], env=env, cwd=self.root, check=True)
         self.spawn("inventory", ROOT / "services/inventory/server.py", env)
         wait_for(lambda: http_ok(self.url("direct") + "/health"), 30, "inventory")
