@@ -204,3 +204,23 @@ def test_a_queued_message_with_unknown_fields_is_stored_without_them(order_id) -
     with_unknown = parse_order_message(orjson.dumps({**fields, **UNKNOWN_FIELDS}), message_id)
     stored_id = uuid.UUID(int=5) if order_id else uuid.UUID(int=6)
     assert with_unknown == expected == (stored_id, 7, 2, Decimal("20.50"))
+
+
+@pytest.mark.parametrize("value", [1, "1", "+1", 1.0])
+def test_one_is_the_smallest_positive_integer(value: object) -> None:
+    assert to_positive_int(value) == 1
+
+
+def test_a_boolean_amount_is_refused_as_a_boolean() -> None:
+    with pytest.raises(ValueError, match="not a boolean"):
+        to_amount(True)
+
+
+def test_a_new_order_keeps_its_order_id_or_gets_a_fresh_one() -> None:
+    order_id = uuid.uuid4()
+    kept = OrderCreate.model_validate({**VALID, "order_id": str(order_id)}).to_new_order()
+    assert kept == (order_id, 7, 2, Decimal("20.50"))
+    first = OrderCreate.model_validate(VALID).to_new_order()
+    second = OrderCreate.model_validate(VALID).to_new_order()
+    assert isinstance(first.order_id, uuid.UUID) and first.order_id != second.order_id
+    assert first[1:] == (7, 2, Decimal("20.50"))

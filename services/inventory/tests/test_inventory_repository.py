@@ -214,3 +214,46 @@ async def test_a_write_outside_a_transaction_block_is_committed_when_it_returns(
         movie = await repository.create_movie(writer, "Kept", "committed")
         assert not writer.is_in_transaction()
         assert await repository.get_movie(reader, movie["id"]) == movie
+
+
+# --- boundaries ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("count_limit", [repository.DEFAULT_COUNT_LIMIT, 3])  # exact, inexact
+@pytest.mark.parametrize("title", [None, "M"])
+async def test_a_last_page_of_exactly_limit_rows_has_no_next(
+    pool: asyncpg.Pool, title: str | None, count_limit: int
+) -> None:
+    await add(pool, "m1", "m2", "m3", "m4")
+    last = await repository.list_movies(pool, title, 2, 2, count_limit)
+    assert (titles(last), last.more) == (["m3", "m4"], False)
+    whole = await repository.list_movies(pool, title, 4, 0, count_limit)
+    assert (titles(whole), whole.more) == (["m1", "m2", "m3", "m4"], False)
+    before_last = await repository.list_movies(pool, title, 2, 1, count_limit)
+    assert (titles(before_last), before_last.more) == (["m2", "m3"], True)
+
+
+@pytest.mark.parametrize("count_limit", [repository.DEFAULT_COUNT_LIMIT, 2])
+@pytest.mark.parametrize("offset", [0, 1, 5])
+async def test_a_search_without_match_is_an_exact_zero(
+    pool: asyncpg.Pool, count_limit: int, offset: int
+) -> None:
+    await add(pool, "m1", "m2", "m3", "m4")
+    page = await repository.list_movies(pool, "zzz", 2, offset, count_limit)
+    assert page == repository.Page([], 0, True, False)
+
+
+async def test_a_search_past_the_count_limit_pages_through_every_match_in_id_order(
+    pool: asyncpg.Pool,
+) -> None:
+    movies = await add(pool, "Star 1", "other", "STAR 2", "none", "sTaR 3", "star 4", "StAr 5")
+    # Rewritten rows move to the end of the table: the physical order is no longer the id order.
+    first = await repository.replace_movie(pool, movies[0]["id"], "Star 1 (remastered)", "r")
+    moved = await repository.replace_movie(pool, movies[1]["id"], "Superstar", "now matching")
+    expected = [first, moved, movies[2], movies[4], movies[5], movies[6]]
+    seen: list[repository.Movie] = []
+    for offset in range(0, 8, 2):
+        page = await repository.list_movies(pool, "sTAR", 2, offset, count_limit=2)
+        seen += page.items
+        assert page.exact is False  # more than 2 match, on every page
+        assert page.more is (offset + 2 < len(expected))
+        assert page.total >= max(3, offset + len(page.items) + page.more)
+    assert seen == expected

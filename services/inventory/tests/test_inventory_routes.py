@@ -460,3 +460,52 @@ async def test_totals_past_the_count_limit_are_flagged_inexact(
         if query:  # one match: exact again
             assert exact.headers["x-total-count"] == "1"
             assert "x-total-count-exact" not in exact.headers
+
+
+# --- boundaries ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("query", ["", "&title=M"])
+async def test_a_last_page_of_exactly_limit_rows_links_no_next_page(
+    client: httpx.AsyncClient, query: str
+) -> None:
+    created = [await post(client, f"m{i}") for i in range(4)]
+    last = await client.get(f"/api/movies?limit=2&offset=2{query}")
+    assert last.json() == created[2:]
+    assert last.headers["x-total-count"] == "4"
+    assert "link" not in last.headers
+
+
+async def test_a_search_without_match_counts_zero(client: httpx.AsyncClient) -> None:
+    for i in range(3):
+        await post(client, f"m{i}")
+    for url in ("/api/movies?title=zzz", "/api/movies?title=zzz&offset=2"):
+        response = await client.get(url)
+        assert (response.status_code, response.json()) == (200, [])
+        assert response.headers["x-total-count"] == "0"
+        assert "x-total-count-exact" not in response.headers
+        assert "link" not in response.headers
+
+
+async def test_a_search_past_the_count_limit_follows_links_to_every_match(
+    settings: Settings,
+    serve_app: Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]],
+) -> None:
+    app = create_app(settings.model_copy(update={"inventory_exact_count_limit": 2}))
+    async with serve_app(app) as client:
+        star, _ = await post(client, "Star 1"), await post(client, "other")
+        rest = [await post(client, title) for title in ("STAR 2", "sTaR 3", "star 4")]
+        # Replaced rows go to the end of the table: its physical order is no longer by id.
+        body = {"title": "Star 1 (remastered)", "description": "r"}
+        star = (await client.put(f"/api/movies/{star['id']}", json=body)).json()
+        url: str | None = "/api/movies?title=sTAR&limit=2"
+        seen: list[dict[str, Any]] = []
+        for _ in range(4):  # 2 pages; a link that never ends fails below
+            if url is None:
+                break
+            response = await client.get(url)
+            assert response.headers["x-total-count-exact"] == "false"
+            assert int(response.headers["x-total-count"]) >= 3
+            seen += response.json()
+            link = response.headers.get("link")
+            url = link.removesuffix('>; rel="next"').removeprefix("<") if link else None
+        assert url is None
+        assert seen == [star, *rest]
