@@ -1,5 +1,5 @@
 # The two commands: `make up` runs the platform on this machine, `make test` runs every test.
-.PHONY: up down test test-docker lint status openapi
+.PHONY: up down test test-docker lint status openapi mutation
 
 up:
 	bash scripts/up.sh
@@ -23,3 +23,8 @@ status:
 # Rewrite docs/openapi.json from the gateway's code (placeholder settings are enough).
 openapi:
 	set -a && . ./.env.example && set +a && .venv/bin/python -m gateway.openapi > docs/openapi.json
+
+# Mutation testing of the guard, billing's schemas and repository, inventory's repository
+# (bench/mutation.py; not in CI: tens of minutes, niced, under the shared test lock).
+mutation:
+	.venv/bin/python bench/mutation.py
