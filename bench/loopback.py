@@ -29,7 +29,7 @@ def require_loopback(env: Mapping[str, str]) -> Mapping[str, str]:
         hosts = [urlsplit(url).hostname or "" for url in urls] if urls else [value.strip()]
         if outside := [host for host in hosts if host and not is_loopback(host)]:
             sys.exit(
-                f"bench: {name}={value} names {', '.join(outside)}: benchmarks reach only this "
-                "machine (127.0.0.1, ::1, localhost); unset it or pass a loopback value"
+                f"bench: {name} names {', '.join(outside)}: benchmarks reach only this machine "
+                "(127.0.0.1, ::1, localhost); unset it or give it a loopback value"
             )
     return env

@@ -96,7 +96,7 @@ class Guard:
                 name, value = (_text(s) for s in (name, value))
                 if SETTING.fullmatch(name):
                     for host in _hosts_in(value):
-                        self._check_host(host, f"starting a process with {name}={value}")
+                        self._check_host(host, f"a process started with {host} in {name}")
         elif event in ("socket.getaddrinfo", "socket.gethostbyname"):
             host = _text(args[0] or "")
             if host and _literal(host) is None and _name(host) not in self._hosts:
@@ -184,12 +184,14 @@ def _route_out(address: Address) -> str | None:
 
 
 GUARD = Guard()
+_installed = False
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not getattr(sys, "_netguard_installed", False):  # an audit hook cannot be removed
+    global _installed
+    if not _installed:  # once per process: an audit hook cannot be removed
         sys.addaudithook(GUARD.audit)
-        sys._netguard_installed = True  # type: ignore[attr-defined]
+        _installed = True
 
 
 def _report() -> Iterator[None]:

@@ -106,11 +106,13 @@ def test_lookups_that_etc_hosts_cannot_answer_are_refused(netguard: Guard) -> No
 def test_child_processes_get_only_loopback_settings(netguard: Guard) -> None:
     loopback = {"BILLING_DB_HOST": "localhost", "INVENTORY_URLS": "http://127.0.0.1:1"}
     assert subprocess.run(["true"], env=loopback).returncode == 0
-    with refused(netguard, f"starting a process with BILLING_DB_HOST={OUTSIDE}"):
+    with refused(netguard, f"a process started with {OUTSIDE} in BILLING_DB_HOST: {OUTSIDE} is"):
         subprocess.run(["true"], env={"BILLING_DB_HOST": OUTSIDE})
     urls = f"http://127.0.0.1:1,http://{OUTSIDE}:2"
-    with refused(netguard, f"INVENTORY_URLS={urls}: {OUTSIDE} is outside"):
+    with refused(netguard, f"{OUTSIDE} in INVENTORY_URLS: {OUTSIDE} is outside"):
         subprocess.run(["true"], env={"INVENTORY_URLS": urls})
+    with refused(netguard, "'db.example' is not in /etc/hosts"):
+        subprocess.run(["true"], env={"RABBITMQ_HOST": "db.example"})
 
 
 def test_allowing_what_goes_out_by_the_default_route_still_refuses_it(netguard: Guard) -> None:
