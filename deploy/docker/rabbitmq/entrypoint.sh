@@ -18,6 +18,7 @@ else
 fi
 
 umask 077
+mkdir -p "$RABBITMQ_LOG_BASE"
 cookie="$HOME/.erlang.cookie"
 [ ! -e "$cookie" ] || chmod 600 "$cookie"
 printf '%s' "$RABBITMQ_ERLANG_COOKIE" >"$cookie"
