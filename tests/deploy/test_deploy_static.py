@@ -236,6 +236,8 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_used(overlay):
     def sources(policy: str) -> set[str]:
         names = set()
         for rule in policies[policy]["spec"]["ingress"]:
+            if not rule.get("from"):
+                names.add("anyone")  # a rule without peers admits every source
             for peer in rule.get("from", []):
                 selector = peer.get("podSelector", {})
                 names |= {v for e in selector.get("matchExpressions", []) for v in e["values"]}
@@ -258,6 +260,10 @@ def test_dev_runs_databases_and_a_three_node_broker_as_stateful_sets_with_volume
     sets = by_kind(docs, "StatefulSet")
     assert set(sets) == {"inventory-db", "billing-db", "rabbitmq"}
     assert sets["rabbitmq"]["spec"]["replicas"] == 3
+    assert sets["rabbitmq"]["spec"]["podManagementPolicy"] == "OrderedReady"  # -0 forms it
+    hosts = by_kind(docs, "ConfigMap")["crud-master-config"]["data"]["RABBITMQ_HOST"]
+    assert hosts.split(",") == [f"rabbitmq-{n}.rabbitmq-nodes" for n in range(3)]
+    assert by_kind(docs, "Service")["rabbitmq-nodes"]["spec"]["publishNotReadyAddresses"] is True
     for stateful in sets.values():
         assert stateful["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
 
