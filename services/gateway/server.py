@@ -1,30 +1,31 @@
-"""Starts the gateway with uvicorn: `python server.py` (cwd = this directory or the repo root)."""
+"""Starts the gateway: `python server.py` (cwd = this directory or the repo root)."""
 
+import logging
+import logging.config
 import os
 import tempfile
 
-import uvicorn
 from crud_common.logs import logging_config
 
 from gateway.config import get_settings
-from gateway.serving import UVICORN_OPTIONS
 
 
 def main() -> None:
     settings = get_settings()
     if settings.GATEWAY_WORKERS > 1:
         # Several workers: each writes its metrics here and /metrics sums them (metrics.py).
-        # A fresh directory per start, so counters never carry over from an earlier run.
+        # A fresh directory per start, so counters never carry over from an earlier run; set
+        # before prometheus-client is imported (by the workers, started afresh).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        host=settings.GATEWAY_HOST,
-        port=settings.GATEWAY_PORT,
-        workers=settings.GATEWAY_WORKERS,
-        log_config=logging_config(settings.APP_ENV, settings.LOG_LEVEL),
-        **UVICORN_OPTIONS,
-    )
+    log_config = logging_config(settings.APP_ENV, settings.LOG_LEVEL)
+    logging.config.dictConfig(log_config)
+    if not settings.api_keys:
+        logging.getLogger("gateway").warning(
+            "writes are open to anyone: set GATEWAY_API_KEYS to require a key for them"
+        )
+    from gateway.serving import run
+
+    run(settings, log_config)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Gateway test harness: the real app under a real uvicorn on a random port, small stand-in
+"""Gateway test harness: the real gateway and its own HTTP server on a random port, small stand-in
 upstream servers (aiohttp.web or raw TCP) on 127.0.0.1, the real RabbitMQ test vhost."""
 
 import asyncio
@@ -14,13 +14,12 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-import uvicorn
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings, get_settings
-from gateway.proxy import Gateway
-from gateway.serving import UVICORN_OPTIONS
+from gateway.front import Gateway
+from gateway.serving import bind, serving
 
 
 def free_port() -> int:
@@ -55,40 +54,21 @@ class RunningGateway:
 
     @property
     def publisher(self) -> Any:
-        return self.app.app.state.publisher  # type: ignore[attr-defined]
+        return self.app.publisher
 
 
 @contextlib.asynccontextmanager
 async def run_gateway(
     keep_alive_timeout: float = 5.0, **overrides: Any
 ) -> AsyncIterator[RunningGateway]:
-    """The gateway as PM2 runs it (server.py's uvicorn options), on a random port."""
-    settings = Settings(**overrides)
-    app = create_app(settings)
-    options = {k: v for k, v in UVICORN_OPTIONS.items() if k != "loop"}
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        timeout_graceful_shutdown=1,
-        timeout_keep_alive=keep_alive_timeout,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done(), 10, "the gateway to start")
-    if task.done():
-        task.result()
-        pytest.fail("the gateway did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    try:
+    """The gateway as server.py runs it (its own HTTP server), on a random port."""
+    settings = Settings(GATEWAY_KEEP_ALIVE_TIMEOUT=keep_alive_timeout, **overrides)
+    gateway = create_app(settings)
+    sock = bind("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    async with serving(gateway, sock):
         async with httpx.AsyncClient(base_url=url, timeout=15) as client:
-            yield RunningGateway(url=url, app=app, client=client)
-    finally:
-        server.should_exit = True
-        await task
+            yield RunningGateway(url=url, app=gateway, client=client)
 
 
 # --- a stand-in inventory (aiohttp.web) -------------------------------------------------------

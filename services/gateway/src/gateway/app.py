@@ -3,21 +3,19 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import aiohttp
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi_offline import FastAPIOffline
 
-from .billing_client import BillingClient, new_session
+from .billing_client import BillingClient
 from .config import Settings, get_settings
 from .errors import GatewayError, install_error_handlers, json_response
-from .guard import ApiKeys, Guard, RateLimiter
+from .front import Gateway
 from .metrics import Metrics
-from .orders import OrderIntake
-from .proxy import Gateway, MoviesProxy
+from .proxy import MoviesProxy
 from .publisher import OrderPublisher
 from .schemas import (
     Error,
@@ -28,7 +26,6 @@ from .schemas import (
     OrderAccepted,
     OrderCreate,
 )
-from .upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +93,7 @@ _INVALID_ORDER = {
     },
 )
 async def post_order() -> None:
-    """Documentation only: orders.OrderIntake serves POST /api/billing[/] before routing."""
+    """Documentation only: front.Gateway serves POST /api/billing[/] before routing."""
     raise GatewayError("orders are taken before routing")
 
 
@@ -178,7 +175,7 @@ async def health(request: Request) -> Response:
     return json_response(body)
 
 
-# --- movies: documentation only; proxy.Gateway answers these paths before routing -------------
+# --- movies: documentation only; front.Gateway proxies these paths before routing -------------
 movies = APIRouter(tags=["movies"])
 
 _UPSTREAM_ERRORS = {
@@ -413,15 +410,11 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
-# --- the app -----------------------------------------------------------------------------------
+# --- the app ---------------------------------------------------------------------------------
 def create_app(settings: Settings | None = None) -> Gateway:
-    """The ASGI application: `Gateway(fastapi_app, movies_proxy)`; `.app` is the FastAPI part."""
+    """The gateway: the front door (front.Gateway) with its FastAPI part as `.app`."""
     settings = settings or get_settings()
-    limiter = None
-    if settings.GATEWAY_RATE_LIMIT > 0:
-        limiter = RateLimiter(settings.GATEWAY_RATE_LIMIT, settings.rate_burst)
-    guard = Guard(ApiKeys(settings.api_keys), limiter, settings.GATEWAY_MAX_BODY_BYTES)
-    proxy = MoviesProxy(settings.inventory_urls, guard)
+    proxy = MoviesProxy(settings.inventory_urls)
     metrics = Metrics()
     publisher = OrderPublisher(
         settings.amqp_url,
@@ -429,32 +422,12 @@ def create_app(settings: Settings | None = None) -> Gateway:
         publish_timeout=settings.GATEWAY_PUBLISH_TIMEOUT,
         connect_timeout=max(settings.GATEWAY_CONNECT_TIMEOUT, 2.0),
     )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        session = new_session(settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_TIMEOUT)
-        client = UpstreamClient(
-            proxy.upstreams, settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_TIMEOUT
-        )
-        proxy.client = client
-        app.state.session = session
-        app.state.billing = BillingClient(settings.BILLING_URL, session)
-        publisher.start()
-        try:
-            yield
-        finally:
-            proxy.client = None
-            await publisher.close()
-            await client.close()
-            await session.close()
-
     app = FastAPIOffline(
         title="crud-master gateway",
         version="1.0.0",
         description="Public entry of crud-master: movies (proxied verbatim to inventory) and "
         "orders (queued to billing through RabbitMQ).",
         redirect_slashes=False,
-        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.proxy = proxy
@@ -470,4 +443,4 @@ def create_app(settings: Settings | None = None) -> Gateway:
         path = getattr(route, "path", None)
         if path in ("/docs", "/redoc", app.openapi_url):
             app.add_route(path + "/", route.endpoint, include_in_schema=False)  # type: ignore[attr-defined]
-    return Gateway(app, proxy, metrics, OrderIntake(publisher, guard, metrics))
+    return Gateway(settings, app, metrics)

@@ -7,8 +7,6 @@ look-up (rate) and, on writes only, one constant-time comparison per key.
 import hmac
 import math
 import time
-from collections.abc import MutableMapping
-from typing import Any
 
 # Methods that change nothing: open to everyone even when API keys are set.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -90,10 +88,6 @@ def retry_after(seconds: float) -> bytes:
     return str(max(1, math.ceil(seconds))).encode()
 
 
-class TooLarge(Exception):
-    """The request body exceeds GATEWAY_MAX_BODY_BYTES."""
-
-
 Refusal = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extra headers
 
 UNAUTHORIZED: Refusal = (
@@ -101,28 +95,23 @@ UNAUTHORIZED: Refusal = (
     b'{"error":"missing or invalid API key"}',
     [(b"www-authenticate", b"Bearer")],
 )
-# The connection stays open: uvicorn reads and discards the rest of the body, so the client,
-# still sending, gets the answer instead of a reset.
-TOO_LARGE: Refusal = (413, b'{"error":"request body too large"}', [])
 _TOO_MANY = b'{"error":"too many requests"}'
 
 
 class Guard:
-    """What the ASGI entry checks before serving a request under /api."""
+    """What the gateway checks before serving any request under /api (front.py, one place)."""
 
-    def __init__(self, keys: ApiKeys, limiter: RateLimiter | None, max_body: int) -> None:
+    def __init__(self, keys: ApiKeys, limiter: RateLimiter | None) -> None:
         self.keys = keys
         self.limiter = limiter
-        self.max_body = max_body
 
-    def check(self, scope: MutableMapping[str, Any], authorization: bytes | None) -> Refusal | None:
+    def check(self, client: str, method: str, authorization: bytes | None) -> Refusal | None:
         """429 when the client is over its rate, 401 for a write without a valid key."""
         if self.limiter is not None:
-            client = scope.get("client")
-            wait = self.limiter.wait(client[0] if client else "")
+            wait = self.limiter.wait(client)
             if wait:
                 return 429, _TOO_MANY, [(b"retry-after", retry_after(wait))]
-        if self.keys and scope["method"] not in SAFE_METHODS:
+        if self.keys and method not in SAFE_METHODS:
             if not self.keys.allows(authorization):
                 return UNAUTHORIZED
         return None

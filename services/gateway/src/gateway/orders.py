@@ -1,28 +1,23 @@
-"""POST /api/billing[/], served at the ASGI layer before any FastAPI routing (like the movies
-proxy): through FastAPI an order cost ~2.7x the CPU it costs here (routing over the slash and
-no-slash routes, dependency solving, request and response objects). The route declared in app.py
-only documents it.
+"""POST /api/billing[/]: the order intake, served by the gateway itself (the route in app.py only
+documents it).
 
 The answers are those of a FastAPI body route: the body is read as JSON whatever its Content-Type
 (`curl -d` sends a form type) and validated by `OrderCreate` itself (schemas.py: the documented
-schema is the one applied; ~5 µs an order); malformed JSON → 400 `{"error": "malformed JSON
-body"}`, an invalid order → 422 `{"error": "invalid request", "details": [{"loc": ["body", field],
-"msg": …}]}`; a valid one gets a new order id, is published with the request id as correlation
-id, and is answered 200 once RabbitMQ confirmed it, 503 when the broker is down, did not confirm
-in time or returned it.
+schema is the one applied); malformed JSON → 400 `{"error": "malformed JSON body"}`, an invalid
+order → 422 `{"error": "invalid request", "details": [{"loc": ["body", field], "msg": …}]}`; a
+valid one gets a new order id, is published with the request id as correlation id, and is
+answered 200 once RabbitMQ confirmed it, 503 when the broker is down, did not confirm in time or
+returned it.
 """
 
 import logging
 from uuid import uuid4
 
 import orjson
-from crud_common.logs import request_id
 from pydantic import ValidationError
 
 from .errors import BrokerUnavailable
-from .guard import TOO_LARGE, Guard, TooLarge
 from .metrics import Metrics
-from .proxy import ClientGone, Receive, Scope, Send, read_body, refuse, request_facts, send_json
 from .publisher import OrderPublisher
 from .schemas import OrderCreate, order_message
 
@@ -43,34 +38,9 @@ def invalid_order(exc: ValidationError) -> tuple[int, bytes]:
 
 
 class OrderIntake:
-    def __init__(self, publisher: OrderPublisher, guard: Guard, metrics: Metrics) -> None:
+    def __init__(self, publisher: OrderPublisher, metrics: Metrics) -> None:
         self.publisher = publisher
-        self.guard = guard
         self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
-        """Serves one POST; returns the status sent (0 when the client went away first)."""
-        rid, authorization, length, _ = request_facts(scope["headers"])
-        correlation_id = rid.decode("latin-1")
-        request_id.set(correlation_id)
-        guard = self.guard
-        refusal = guard.check(scope, authorization)
-        if refusal is None and length is not None and length > guard.max_body:
-            refusal = TOO_LARGE
-        if refusal is not None:
-            return await refuse(send, refusal, rid)
-        try:
-            body = await read_body(receive, guard.max_body)
-        except TooLarge:
-            return await refuse(send, TOO_LARGE, rid)
-        except ClientGone:
-            return 0
-        try:
-            status, answer = await self.accept(body, correlation_id)
-        except Exception:  # a bug: answered like FastAPI's handler (errors.py) would
-            log.exception("unhandled error")
-            status, answer = 500, INTERNAL
-        return await send_json(send, status, answer, rid)
 
     async def accept(self, body: bytes, correlation_id: str) -> tuple[int, bytes]:
         """(status, JSON answer) for an order's body."""
@@ -84,5 +54,8 @@ class OrderIntake:
         except BrokerUnavailable:
             self.metrics.published_unavailable.inc()
             return 503, BROKER_DOWN
+        except Exception:  # a bug: answered like FastAPI's handler (errors.py) would
+            log.exception("unhandled error")
+            return 500, INTERNAL
         self.metrics.published_ok.inc()
         return 200, b'{"message":"Message posted","order_id":"%s"}' % order_id.encode()

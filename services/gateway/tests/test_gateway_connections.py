@@ -1,6 +1,5 @@
-"""The lean path for GETs (protocol.py): once a pooled upstream connection exists, a plain GET of
-/api/movies… arriving in one read is served without parser callbacks or ASGI. These tests warm
-the pool first, then check what the ASGI path guarantees holds there too."""
+"""Client connections (http1.py) and pooled upstream connections (upstream.py) over several
+requests: order, reuse, keep-alive, requests split over reads, answers rebuilt by the gateway."""
 
 import asyncio
 import time
@@ -93,8 +92,7 @@ async def test_a_slow_upstream_on_a_pooled_connection_is_a_504(gateway_factory, 
     assert after.status_code == 200
 
 
-async def test_answers_match_the_asgi_path(gateway_factory, inventory):
-    """The first GET goes through ASGI (no pooled connection yet), the second one not."""
+async def test_answers_are_the_same_on_a_new_and_a_pooled_connection(gateway_factory, inventory):
     async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
         first, second = [
             await gw.client.get("/api/movies/9?q=1", headers={"X-Request-ID": "same-id"})
@@ -108,7 +106,7 @@ async def test_answers_match_the_asgi_path(gateway_factory, inventory):
     assert second.headers["x-request-id"] == "same-id"
 
 
-async def test_a_whole_answer_is_relayed_as_the_upstream_wrote_it(gateway_factory, raw_upstream):
+async def test_the_answer_head_is_written_by_the_gateway(gateway_factory, raw_upstream):
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Odd-Case: Keep Me\r\n\r\n{}"
     async with (
         raw_upstream(lambda head, body, i: answer) as upstream,
@@ -118,8 +116,8 @@ async def test_a_whole_answer_is_relayed_as_the_upstream_wrote_it(gateway_factor
         request = b"GET /api/movies/2 HTTP/1.1\r\nHost: x\r\nX-Request-ID: r-2\r\n\r\n"
         received = await _raw_exchange(gw.url, request, b"{}")
     assert received == (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Odd-Case: Keep Me\r\n"
-        b"x-request-id: r-2\r\n\r\n{}"
+        b"HTTP/1.1 200 OK\r\nx-odd-case: Keep Me\r\nx-request-id: r-2\r\n"
+        b"content-length: 2\r\n\r\n{}"
     )
     assert b"x-request-id: r-2" in upstream.requests[-1]
 
@@ -188,4 +186,4 @@ async def test_sequential_gets_reuse_one_upstream_connection(gateway_factory, ra
                 response = await gw.client.get(f"/api/movies/{number}")
                 assert response.status_code == 200 and response.json() == {}
     assert len(upstream.requests) == 20
-    assert upstream.connections == 1  # kept alive and pooled, lean answers included
+    assert upstream.connections == 1  # kept alive and pooled
