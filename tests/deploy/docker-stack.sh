@@ -156,5 +156,6 @@ log "images ready after ${SECONDS}s"
 stack_up
 log "stack healthy after ${SECONDS}s; end-to-end checks through the gateway"
 STACK_GATEWAY_URL="http://127.0.0.1:$GATEWAY_TEST_PORT" STACK_API_KEY="$GATEWAY_TEST_KEY" \
+  STACK_ENV_FILE="$RUN_DIR/stack.env" \
   STACK_COMPOSE="docker compose -p $PROJECT -f $COMPOSE_FILE --env-file $RUN_DIR/stack.env" \
   "$VENV/bin/pytest" --noconftest -p no:cacheprovider -s "$ROOT/tests/deploy/stack_checks.py" "$@"

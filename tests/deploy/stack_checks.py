@@ -1,8 +1,9 @@
 """End-to-end checks of the Compose stack, through its published gateway port only.
 
 Run by `make test-docker` (tests/deploy/docker-stack.sh), which builds the images, starts the
-stack and sets STACK_GATEWAY_URL, STACK_API_KEY and STACK_COMPOSE (the `docker compose …`
-command of the stack). Not collected by `make test`: its file name does not start with test_.
+stack and sets STACK_GATEWAY_URL, STACK_API_KEY, STACK_ENV_FILE and STACK_COMPOSE (the
+`docker compose …` command of the stack). Not collected by `make test`: its file name does
+not start with test_.
 """
 
 import io
@@ -128,11 +129,32 @@ def test_no_secret_of_this_machine_is_in_any_image_layer():
         assert not found, f"{image} holds a secret of this machine's env files"
 
 
+def rabbitmqctl_json(*args: str):
+    """rabbitmqctl's JSON output, after the notice it prints first about the cookie variable."""
+    out = compose("exec", "-T", "rabbitmq-0", "rabbitmqctl", *args, "--formatter", "json").stdout
+    start = re.search(r"^[\[{]", out, re.MULTILINE)
+    assert start, out
+    return json.loads(out[start.start() :])
+
+
+def stack_setting(key: str) -> str:
+    """A value of the stack's env file (STACK_ENV_FILE, the file `--env-file` gives Compose)."""
+    for line in Path(os.environ["STACK_ENV_FILE"]).read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return line.partition("=")[2]
+    raise KeyError(key)
+
+
+def test_orders_queue_is_a_quorum_queue_replicated_on_the_three_nodes():
+    vhost, queue = stack_setting("RABBITMQ_VHOST"), stack_setting("BILLING_QUEUE")
+    listed = rabbitmqctl_json("list_queues", "-p", vhost, "name", "type", "members")
+    queues = {q["name"]: q for q in listed}
+    assert queues[queue]["type"] == "quorum"
+    assert len(queues[queue]["members"]) == 3
+
+
 def test_rabbitmq_runs_as_a_three_node_cluster():
-    out = compose(
-        "exec", "-T", "rabbitmq-0", "rabbitmqctl", "cluster_status", "--formatter", "json"
-    )
-    status = json.loads(out.stdout[out.stdout.index("{") :])  # after a deprecation notice
+    status = rabbitmqctl_json("cluster_status")
     expected = {f"rabbit@rabbitmq-{i}" for i in range(3)}
     assert set(status["running_nodes"]) == expected
     assert set(status["disk_nodes"]) == expected
@@ -239,7 +261,7 @@ def test_killed_billing_is_restarted_and_every_queued_order_is_stored_once(gatew
 
     ids = [order_id for _, order_id in accepted]
     id_list = ",".join(f"'{uuid.UUID(order_id)}'" for order_id in ids)
-    database = os.environ.get("STACK_BILLING_DB", "orders")
+    database = stack_setting("BILLING_DB_NAME")
 
     def all_stored() -> bool:
         count = psql(
