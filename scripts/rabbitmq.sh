@@ -40,7 +40,11 @@ rabbitmq_config() {
   fi
 }
 
+# The node and rabbitmqctl read RABBITMQ_* variables of the environment, and the role scripts
+# export .env: its RABBITMQ_ERLANG_COOKIE (containers only) would give the node a cookie that a
+# later `sudo rabbitmqctl` does not know. The node keeps its own, in /var/lib/rabbitmq.
 rabbitmq_start() {
+  unset RABBITMQ_ERLANG_COOKIE
   apt_install rabbitmq-server
   rabbitmq_config
   if has_systemd; then
@@ -66,6 +70,7 @@ rabbitmq_start() {
 
 rabbitmq_vhost() {
   local vhost=$1 user=$2 password=$3
+  unset RABBITMQ_ERLANG_COOKIE
   check_identifier "$vhost"; check_identifier "$user"
   rabbitmqctl -q list_vhosts | grep -qx "$vhost" || rabbitmqctl -q add_vhost "$vhost"
   if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx "$user"; then
