@@ -42,16 +42,16 @@ PYTHON = Path(sys.executable)  # the workspace's .venv python
 class Module:
     package: str  # the package directory copied, relative to ROOT
     file: str  # the mutated file, relative to the package
-    tests: tuple[str, ...]  # fastest first: `pytest -x` stops at the first failure
-    shared: bool = True  # the tests use PostgreSQL, RabbitMQ or ports: run under the test lock
+    unit: tuple[str, ...]  # pure unit tests: no shared service, run without the test lock
+    shared: tuple[str, ...] = ()  # tests using PostgreSQL, RabbitMQ or ports: under the lock
 
 
 MODULES = {
     "gateway.guard": Module(
         "services/gateway/src/gateway",
         "guard.py",
-        (
-            "services/gateway/tests/test_gateway_guard.py",
+        unit=("services/gateway/tests/test_gateway_guard.py",),
+        shared=(
             "services/gateway/tests/test_gateway_rate_limit.py",
             "services/gateway/tests/test_gateway_protection.py",
         ),
@@ -59,30 +59,29 @@ MODULES = {
     "billing.schemas": Module(
         "services/billing/src/billing",
         "schemas.py",
-        ("services/billing/tests/test_billing_schemas.py",),
-        shared=False,
+        unit=("services/billing/tests/test_billing_schemas.py",),
     ),
     "billing.repository": Module(
         "services/billing/src/billing",
         "repository.py",
-        ("services/billing/tests/test_billing_repository.py",),
+        unit=(),
+        shared=("services/billing/tests/test_billing_repository.py",),
     ),
     "inventory.repository": Module(
         "services/inventory/src/inventory",
         "repository.py",
-        ("services/inventory/tests/test_inventory_repository.py",),
+        unit=(),
+        shared=("services/inventory/tests/test_inventory_repository.py",),
     ),
 }
 
-# Mutants that change nothing a caller can observe, as (module, source line, mutation): why.
+# Mutants that change nothing a caller can observe, as (module, line, column, mutation): why.
+# Lines and columns are the module's as committed; `--list` prints them.
 _FAST_PATH = "the queue's fast path only hands the message to the model, which gives the same"
-EQUIVALENT: dict[tuple[str, str, str], str] = {
-    (
-        "billing.schemas",
-        "if not (type(order_id) is str and _CANONICAL_UUID.fullmatch(order_id)):",
-        "Is -> IsNot",
-    ): _FAST_PATH,
-    ("billing.schemas", "return (", "return None"): _FAST_PATH,
+EQUIVALENT: dict[tuple[str, int, int, str], str] = {
+    ("billing.schemas", 44, 86, "1 -> 2"): "MAX_INT + 2 is refused as out of range as MAX_INT + 1",
+    ("billing.schemas", 137, 16, "Is -> IsNot"): _FAST_PATH,
+    ("billing.schemas", 141, 8, "return None"): _FAST_PATH,
 }
 
 
@@ -199,6 +198,7 @@ def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, ast.AST | None]]:
 class Mutant:
     number: int
     line: int
+    col: int
     description: str
     source: str
 
@@ -215,13 +215,14 @@ def mutants(source: str) -> list[Mutant]:
     for number, (index, description) in enumerate(points, 1):
         mutated = copy.deepcopy(tree)
         node, parent = next(item for i, item in enumerate(_walk(mutated)) if i == index)
-        line = node.lineno  # type: ignore[attr-defined]
+        line, col = node.lineno, node.col_offset  # type: ignore[attr-defined]
         change = next(c for d, c in _mutations(node, parent) if d == description)
         replacement = change(node)
         if replacement is not node:
             _replace(parent, node, replacement)
         text = ast.unparse(ast.fix_missing_locations(mutated))
-        result.append(Mutant(number, line, f"{description}: {lines[line - 1].strip()}", text))
+        where = f"{description}: {lines[line - 1].strip()}"
+        result.append(Mutant(number, line, col, where, text))
     return result
 
 
@@ -239,8 +240,10 @@ def _replace(parent: ast.AST | None, old: ast.AST, new: ast.AST) -> None:
 
 
 # --- runs --------------------------------------------------------------------------------------
-def run_tests(module: Module, source: str, timeout: float) -> tuple[bool, float]:
-    """(passed, seconds) of the module's tests importing `source` as the module."""
+def run_tests(
+    module: Module, selection: list[str], source: str, timeout: float
+) -> tuple[bool, float]:
+    """(passed, seconds) of the `selection` of tests importing `source` as the module."""
     package = ROOT / module.package
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         copied = Path(tmp) / package.name
@@ -256,7 +259,7 @@ def run_tests(module: Module, source: str, timeout: float) -> tuple[bool, float]
         command = [str(PYTHON), "-m", "pytest", "-x", "-q", *plugins]
         started = time.monotonic()
         process = subprocess.Popen(
-            [*command, *tests(module)],
+            [*command, *selection],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -272,20 +275,17 @@ def run_tests(module: Module, source: str, timeout: float) -> tuple[bool, float]
 
 
 @contextlib.contextmanager
-def test_lock(module: Module) -> Iterator[None]:
-    """The shared test lock, held for the whole module (waiting for it once per mutant would
-    queue behind every other test run); a selection using no shared service runs without it."""
-    if not module.shared:
-        yield
-        return
+def test_lock() -> Iterator[None]:
+    """The shared test lock, held once for all the shared runs of a module (waiting for it once
+    per mutant would queue behind every other test run)."""
     with LOCK.open("a") as lock:
         print(f"  waiting for {LOCK}", flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def tests(module: Module) -> list[str]:
-    return [test for test in module.tests if (ROOT / test).exists()]
+def existing(tests: tuple[str, ...]) -> list[str]:
+    return [test for test in tests if (ROOT / test.split("::")[0]).exists()]
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -303,43 +303,54 @@ def mutate(name: str, module: Module, listing: bool, only: set[int]) -> tuple[in
     candidates = mutants(source)
     if listing:
         for mutant in candidates:
-            print(f"{name} #{mutant.number} line {mutant.line}: {mutant.description}")
+            print(f"{name} #{mutant.number} at {mutant.line}:{mutant.col} {mutant.description}")
         return 0, 0, 0
-    with test_lock(module):
-        return _run(name, module, candidates, source, only)
-
-
-def _run(
-    name: str, module: Module, candidates: list[Mutant], source: str, only: set[int]
-) -> tuple[int, int, int]:
-    passed, baseline = run_tests(module, source, timeout=600)
-    if not passed:
-        sys.exit(f"{name}: the tests fail on the unchanged module")
-    broken, _ = run_tests(module, source + "\nraise RuntimeError('mutant')\n", timeout=600)
-    if broken:
-        sys.exit(f"{name}: the tests pass on a module raising on import: not using the copy")
-    timeout = 3 * baseline + 30
-    print(f"{name}: {len(candidates)} mutants; {' '.join(tests(module))}", flush=True)
-    print(f"  the tests take {baseline:.1f} s on the unchanged module", flush=True)
+    unit, shared = existing(module.unit), existing(module.shared)
+    print(f"{name}: {len(candidates)} mutants; tests: {' '.join(unit + shared)}", flush=True)
+    chosen = [m for m in candidates if not only or m.number in only]
+    passed: dict[int, bool] = {}  # mutant number -> the tests passed on it
+    if unit:  # first the unit tests, without the lock; the survivors go on to the shared tests
+        passed = _phase(name, module, unit, source, chosen)
+    if shared:
+        with test_lock():
+            survivors = [m for m in chosen if passed.get(m.number, True)]
+            passed |= _phase(name, module, shared, source, survivors)
     killed = survived = equivalent = 0
-    for mutant in candidates:
-        if only and mutant.number not in only:
-            continue
-        change, line = mutant.description.split(": ", 1)
-        reason = EQUIVALENT.get((name, line, change))
-        passed, seconds = run_tests(module, mutant.source, timeout)
-        if passed and reason:
+    for mutant in chosen:
+        change = mutant.description.split(": ", 1)[0]
+        reason = EQUIVALENT.get((name, mutant.line, mutant.col, change))
+        if passed[mutant.number] and reason:
             equivalent += 1
             status = f"equivalent ({reason})"
-        elif passed:
+        elif passed[mutant.number]:
             survived += 1
             status = "SURVIVED"
         else:
             killed += 1
             status = "killed" + (" (listed as equivalent)" if reason else "")
-        where = f"#{mutant.number} line {mutant.line}"
-        print(f"  {where} {mutant.description}: {status} ({seconds:.0f} s)", flush=True)
+        print(f"  #{mutant.number} at {mutant.line}:{mutant.col} {mutant.description}: {status}")
     return killed, survived, equivalent
+
+
+def _phase(
+    name: str, module: Module, selection: list[str], source: str, chosen: list[Mutant]
+) -> dict[int, bool]:
+    """Run `selection` on each mutant; first check it passes unchanged and sees the copy."""
+    passed, baseline = run_tests(module, selection, source, timeout=600)
+    if not passed:
+        sys.exit(f"{name}: {selection} fail on the unchanged module")
+    broken, _ = run_tests(module, selection, source + "\nraise RuntimeError('mutant')\n", 600)
+    if broken:
+        sys.exit(f"{name}: {selection} pass on a module raising on import: not using the copy")
+    print(f"  {' '.join(selection)}: {baseline:.1f} s unchanged", flush=True)
+    results = {}
+    for mutant in chosen:
+        results[mutant.number], seconds = run_tests(
+            module, selection, mutant.source, 3 * baseline + 30
+        )
+        outcome = "passed" if results[mutant.number] else "failed"
+        print(f"    #{mutant.number}: tests {outcome} ({seconds:.0f} s)", flush=True)
+    return results
 
 
 def main() -> None:
