@@ -1,6 +1,8 @@
 #!/bin/sh
 # One RabbitMQ node of a cluster formed by classic peer discovery:
-#   RABBITMQ_ERLANG_COOKIE   shared secret of the cluster's nodes (Erlang distribution)
+#   RABBITMQ_CLUSTER_COOKIE  shared secret of the cluster's nodes (Erlang distribution), written
+#     to the cookie file; not RabbitMQ's own RABBITMQ_ERLANG_COOKIE, which the node and every
+#     rabbitmqctl would read from any environment that exports .env
 #   RABBITMQ_CLUSTER_NODES   comma-separated node names, e.g. rabbit@rabbitmq-0,rabbit@rabbitmq-1
 #     The first one is the seed: blank, it forms the cluster at once (it looks for no peer); the
 #     others, started once it is up (Compose: depends_on service_healthy; Kubernetes:
@@ -8,7 +10,7 @@
 #   RABBITMQ_USER, _PASSWORD, _VHOST   the application's account, created with the cluster
 # Optional: RABBITMQ_NODENAME (default rabbit@<short hostname>), RABBITMQ_USE_LONGNAME=true.
 set -eu
-: "${RABBITMQ_ERLANG_COOKIE:?}" "${RABBITMQ_CLUSTER_NODES:?}"
+: "${RABBITMQ_CLUSTER_COOKIE:?}" "${RABBITMQ_CLUSTER_NODES:?}"
 : "${RABBITMQ_USER:?}" "${RABBITMQ_PASSWORD:?}" "${RABBITMQ_VHOST:?}"
 
 if [ "${RABBITMQ_USE_LONGNAME:-false}" = true ]; then
@@ -21,7 +23,7 @@ umask 077
 mkdir -p "$RABBITMQ_LOG_BASE"
 cookie="$HOME/.erlang.cookie"
 [ ! -e "$cookie" ] || chmod 600 "$cookie"
-printf '%s' "$RABBITMQ_ERLANG_COOKIE" >"$cookie"
+printf '%s' "$RABBITMQ_CLUSTER_COOKIE" >"$cookie"
 chmod 400 "$cookie"
 
 {
@@ -43,6 +45,6 @@ chmod 400 "$cookie"
 } >"$RABBITMQ_CONFIG_FILE"
 
 # The secrets are in the files now; the broker's process does not need them in its environment.
-unset RABBITMQ_ERLANG_COOKIE RABBITMQ_PASSWORD
+unset RABBITMQ_CLUSTER_COOKIE RABBITMQ_PASSWORD
 # Debian's /usr/sbin/rabbitmq-server wrapper would send the log to a file: run the real one.
 exec /usr/lib/rabbitmq/bin/rabbitmq-server
