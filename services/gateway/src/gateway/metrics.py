@@ -90,7 +90,8 @@ class Metrics:
         tally[1 + bisect_left(BUCKETS, seconds)] += 1  # buckets are "less than or equal"
 
     def flush(self) -> None:
-        """Adds the tallies to the Prometheus metrics (through the histogram's per-bucket values:
+        """Adds the tallies to the Prometheus metrics (through the histogram's private per-bucket
+        values, hence prometheus-client pinned exactly in pyproject.toml:
         prometheus-client has no call that observes many values at once)."""
         if self._flush_due is not None:
             self._flush_due.cancel()
