@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from billing import migrate
+from billing import broker, migrate
 from billing.config import Settings as BillingSettings
 from billing.config import get_settings as billing_settings
 from billing.consumer import Consumer
@@ -25,6 +25,7 @@ from billing.db import create_pool
 from billing.schemas import parse_order_message
 from gateway.config import Settings as GatewaySettings
 from gateway.publisher import OrderPublisher
+from gateway.publisher import queue_arguments as gateway_queue_arguments
 from gateway.schemas import OrderCreate, order_message
 from platform_processes import broker_url
 
@@ -108,6 +109,20 @@ def test_both_sides_name_the_same_queue_and_dead_letter_queue(monkeypatch):
     assert billing.dead_letter_queue == "orders_elsewhere.dlq"  # CONTRACT.md: <queue>.dlq
 
 
+@pytest.mark.parametrize("queue", ["billing_queue", "orders_elsewhere"])
+def test_both_sides_declare_the_same_quorum_queue(queue):
+    billing = BillingSettings(  # type: ignore[call-arg]
+        _env_file=None, billing_queue=queue, rabbitmq_password="x", billing_db_password="x"
+    )
+    arguments = broker.queue_arguments(billing.dead_letter_queue)
+    assert gateway_queue_arguments(queue) == arguments
+    assert arguments["x-queue-type"] == "quorum"
+    # What billing cannot settle goes to the DLQ, itself a quorum queue.
+    assert arguments["x-dead-letter-routing-key"] == f"{queue}.dlq"
+    assert arguments["x-dead-letter-exchange"] == ""  # the default exchange: queue by name
+    assert broker.DLQ_ARGUMENTS == {"x-queue-type": "quorum"}
+
+
 async def test_the_real_publisher_and_consumer_agree_on_the_broker():
     """Gateway's publisher and billing's consumer on one (fresh) queue of the test vhost: both
     declare it without a precondition conflict, and the published order is stored as sent."""
@@ -138,12 +153,25 @@ async def test_the_real_publisher_and_consumer_agree_on_the_broker():
             await asyncio.sleep(0.05)
         assert (row["user_id"], row["number_of_items"]) == (41, 3)
         assert row["total_amount"] == Decimal("12.30")
+        await _assert_quorum(queue, broker.queue_arguments(f"{queue}.dlq"))
+        await _assert_quorum(f"{queue}.dlq", broker.DLQ_ARGUMENTS)
     finally:
         await consumer.stop()
         await publisher.close()
         await pool.execute("DELETE FROM orders WHERE order_id = $1", order_id)
         await pool.close()
         await _delete_queues(queue)
+
+
+async def _assert_quorum(queue: str, arguments: dict) -> None:
+    """The queue exists with exactly these arguments: declaring it so is accepted, and as a
+    classic queue refused (RabbitMQ compares a re-declaration with the queue as it is)."""
+    connection = await aio_pika.connect(broker_url())
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True, arguments=arguments)
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+            await (await connection.channel()).declare_queue(queue, durable=True)
 
 
 async def _delete_queues(queue: str) -> None:

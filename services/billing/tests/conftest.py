@@ -15,7 +15,7 @@ import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 
-from billing import migrate
+from billing import broker, migrate
 from billing.app import create_app
 from billing.config import Settings, get_settings
 from billing.consumer import Consumer
@@ -59,11 +59,17 @@ async def amqp(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractConnect
     await connection.close()
 
 
+def queue_arguments(settings: Settings) -> dict[str, dict[str, object]]:
+    """The quorum queues as billing and the gateway declare them (checked in tests/contract)."""
+    dlq = settings.dead_letter_queue
+    return {dlq: broker.DLQ_ARGUMENTS, settings.billing_queue: broker.queue_arguments(dlq)}
+
+
 @pytest.fixture
 async def channel(amqp, settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
     channel = await amqp.channel()
-    for name in (settings.billing_queue, settings.dead_letter_queue):
-        await channel.declare_queue(name, durable=True)
+    for name, arguments in queue_arguments(settings).items():
+        await channel.declare_queue(name, durable=True, arguments=arguments)
     yield channel
     await channel.close()
 
@@ -72,8 +78,8 @@ async def channel(amqp, settings: Settings) -> AsyncIterator[aio_pika.abc.Abstra
 async def clean(pool: asyncpg.Pool, channel, settings: Settings) -> None:
     """A clean slate per test: empty table, empty queues."""
     await pool.execute("TRUNCATE orders RESTART IDENTITY")
-    for name in (settings.billing_queue, settings.dead_letter_queue):
-        queue = await channel.declare_queue(name, durable=True)
+    for name in queue_arguments(settings):
+        queue = await channel.declare_queue(name, passive=True)
         await queue.purge()
 
 

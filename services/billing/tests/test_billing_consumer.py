@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Awaitable
 from decimal import Decimal
 
+import aio_pika
 import asyncpg
 import orjson
 import pytest
@@ -188,7 +189,8 @@ async def test_database_down_nothing_is_acked_then_stored_once_it_is_back(
     await eventually(lambda: consumer.stats.database_retries >= 2)
     assert not consumer._task.done()
     await consumer.stop()
-    assert await depth(settings.billing_queue) == 20  # nothing was acked
+    # Nothing was acked: all of them back (a quorum queue takes the return a moment later).
+    await eventually(lambda: equals(depth(settings.billing_queue), 20))
     assert await count_rows(pool) == 0
 
     await start_consumer(settings)
@@ -252,13 +254,25 @@ async def test_with_prefetch_above_the_batch_size_every_message_is_settled_once(
 
 
 async def test_consumer_consumes_again_after_the_broker_cancelled_it(
-    pool, settings: Settings, channel, publish, eventually, start_consumer
+    pool, settings: Settings, amqp, channel, publish, eventually, start_consumer
 ) -> None:
     await start_consumer(settings)
     await publish(first := order())
     await eventually(lambda: stored(pool, first))
 
     await channel.queue_delete(settings.billing_queue)  # the broker cancels its consumers
-    await channel.declare_queue(settings.billing_queue, durable=True)
+
+    async def consumed_again() -> bool:  # billing declared the queue again and consumes it
+        probe = await amqp.channel()
+        try:
+            queue = await probe.declare_queue(settings.billing_queue, passive=True)
+            return queue.declaration_result.consumer_count == 1
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        finally:
+            if not probe.is_closed:
+                await probe.close()
+
+    await eventually(consumed_again)
     await publish(later := order())
     await eventually(lambda: stored(pool, later))

@@ -60,18 +60,24 @@ async def test_order_is_published_per_the_queue_contract(
     assert await billing_queue.get(no_ack=True, fail=False) is None  # exactly one message
 
 
-async def test_queue_is_declared_durable_without_arguments(gateway, settings, queue_name):
+async def test_queue_is_declared_as_a_durable_quorum_queue(gateway, settings, queue_name):
     # RabbitMQ refuses a re-declaration with other properties (PRECONDITION_FAILED) and
     # accepts the same ones. Fresh channels: a failed declaration closes its channel.
+    quorum = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 20,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": f"{queue_name}.dlq",
+    }
     connection = await aio_pika.connect(settings.amqp_url)
     try:
         await (await connection.channel()).declare_queue(queue_name, passive=True)
-        await (await connection.channel()).declare_queue(queue_name, durable=True)
-        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
-            await (await connection.channel()).declare_queue(queue_name, durable=False)
+        await (await connection.channel()).declare_queue(queue_name, durable=True, arguments=quorum)
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):  # not classic
+            await (await connection.channel()).declare_queue(queue_name, durable=True)
         with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
             await (await connection.channel()).declare_queue(
-                queue_name, durable=True, arguments={"x-max-length": 5}
+                queue_name, durable=True, arguments={**quorum, "x-delivery-limit": 5}
             )
     finally:
         await connection.close()
@@ -268,6 +274,28 @@ async def test_broker_down_at_boot_then_up_then_cut_then_back(
         await poll(lambda: gw.publisher.connected, 15, "the robust reconnect")
         again = await gw.client.post("/api/billing", json=order)
         assert again.status_code == 200
+
+
+async def test_with_several_brokers_it_moves_to_the_next_when_its_own_is_lost(
+    gateway_factory, unused_port, relay_factory, poll, amqp, queue_name, amqp_message
+):
+    first, second = relay_factory(unused_port()), relay_factory(unused_port())
+    await first.start()
+    await second.start()
+    order = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
+    async with gateway_factory(
+        RABBITMQ_HOST=f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}",
+        BILLING_QUEUE=queue_name,
+    ) as gw:
+        await poll(lambda: gw.publisher.connected, 10, "the broker connection")
+        assert first._writers and not second._writers  # relayed by the first node, in order
+        await first.stop()  # that node is gone for good: the gateway moves on at once
+        await poll(lambda: gw.publisher.connected and second._writers, 5, "the second node")
+        response = await gw.client.post("/api/billing", json=order)
+        assert response.status_code == 200
+        queue = await amqp.get_queue(queue_name, ensure=True)
+        message = await amqp_message(queue)
+        assert json.loads(message.body)["order_id"] == response.json()["order_id"]
 
 
 async def test_missing_confirm_is_503_after_the_publish_timeout(

@@ -1,4 +1,4 @@
-"""Billing command line: `python -m billing dlq list` and `python -m billing dlq replay`."""
+"""Billing command line: `python -m billing dlq list|replay`, `python -m billing queues migrate`."""
 
 import argparse
 import asyncio
@@ -6,7 +6,8 @@ import sys
 
 from aiormq.exceptions import AMQPError
 
-from billing import dlq
+from billing import dlq, queues
+from billing.broker import QueueMismatch
 from billing.config import get_settings
 
 
@@ -15,15 +16,25 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="group", required=True)
     dead_letters = commands.add_parser("dlq", help="dead-letter queue")
     dead_letters.add_argument("action", choices=["list", "replay"])
+    queue_commands = commands.add_parser("queues", help="billing_queue and its dead-letter queue")
+    queue_commands.add_argument(
+        "action", choices=["migrate"], help="make classic queues quorum queues, keeping messages"
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()
     try:
-        if args.action == "list":
+        if args.group == "queues":
+            for line in asyncio.run(queues.migrate(settings)):
+                print(line)
+        elif args.action == "list":
             _print_letters(asyncio.run(dlq.browse(settings)), settings.dead_letter_queue)
         else:
             moved = asyncio.run(dlq.replay(settings))
             print(f"replayed {moved} dead letter(s) to {settings.billing_queue}")
+    except (queues.MigrationRefused, QueueMismatch) as exc:
+        print(f"{args.group} {args.action}: {exc}", file=sys.stderr)
+        return 1
     except (ConnectionError, AMQPError) as exc:
         print(f"broker unreachable: {exc!r}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     billing_batch_size: int = 500
     billing_batch_linger: float = 0.02
 
+    # One broker, or the nodes of a cluster: "host[:port], host[:port], ..." (port: rabbitmq_port).
     rabbitmq_host: str = "127.0.0.1"
     rabbitmq_port: int = 5672
     rabbitmq_vhost: str = "crud_master"
@@ -40,6 +41,17 @@ class Settings(BaseSettings):
     def dead_letter_queue(self) -> str:
         return f"{self.billing_queue}.dlq"
 
+    @property
+    def rabbitmq_addresses(self) -> list[tuple[str, int]]:
+        """The brokers to try, in order: (host, port) for each entry of rabbitmq_host."""
+        return broker_addresses(self.rabbitmq_host, self.rabbitmq_port)
+
+    @field_validator("rabbitmq_host")
+    @classmethod
+    def _broker_list(cls, value: str) -> str:
+        broker_addresses(value, 5672)  # raises ValueError on a bad entry
+        return value
+
     @field_validator("billing_db_password", "rabbitmq_password")
     @classmethod
     def _no_placeholder_in_production(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
@@ -50,6 +62,23 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be set to a real secret in production")
         return value
+
+
+def broker_addresses(hosts: str, default_port: int) -> list[tuple[str, int]]:
+    """`"a, b:5673"` -> [("a", default_port), ("b", 5673)]; ValueError when empty or malformed."""
+    addresses = []
+    for entry in (part.strip() for part in hosts.split(",")):
+        if not entry:
+            continue
+        host, colon, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{entry!r}: expected host or host:port (port 1-65535)")
+        if not host or any(c in host for c in "/@ "):
+            raise ValueError(f"{entry!r}: expected host or host:port")
+        addresses.append((host, int(port) if colon else default_port))
+    if not addresses:
+        raise ValueError("expected at least one broker host")
+    return addresses
 
 
 @lru_cache

@@ -9,9 +9,10 @@
   gateway puts the client's X-Request-ID there). One log line per stored batch (with the
   message's request id and order_id when the batch is a single message; per-message lines at
   DEBUG), one per dead letter.
-- Broker down at boot: connect is retried with backoff; later outages are handled by the robust
-  connection, which reopens the channel, and by `Deliveries`, which consumes again on it.
-  Deliveries from a dead channel are dropped (the broker redelivers them).
+- Brokers: `RABBITMQ_HOST` may name several nodes of a cluster. The consumer connects to the
+  first that answers (retrying every node with backoff while none does); when its connection or
+  channel is lost it connects again, starting with the next node. Deliveries of the lost
+  connection are dropped: the broker redelivers them (the inserts are idempotent).
 - One batch is handled at a time, so when its last delivery is acked with `multiple=True`, every
   earlier delivery of the channel is already settled. A prefetch above the batch size lets the
   next batch arrive while this one commits.
@@ -25,11 +26,11 @@ from dataclasses import dataclass
 
 import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.connection import make_url
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 from crud_common.logs import request_id
 
+from billing.broker import connect, declare_queues
 from billing.config import Settings
 from billing.db import transaction
 from billing.deliveries import Deliveries
@@ -52,26 +53,6 @@ def backoff(start: float = 0.5, cap: float = 10.0) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, cap)
-
-
-async def connect(settings: Settings, reconnect_interval: float = 2) -> AbstractRobustConnection:
-    """A robust connection; a failed or cancelled attempt leaves nothing reconnecting behind."""
-    url = make_url(
-        host=settings.rabbitmq_host,
-        port=settings.rabbitmq_port,
-        login=settings.rabbitmq_user,
-        password=settings.rabbitmq_password.get_secret_value(),
-        virtualhost=settings.rabbitmq_vhost,
-        reconnect_interval=reconnect_interval,
-    )
-    connection = aio_pika.RobustConnection(url)
-    try:
-        await connection.connect(timeout=5)
-    except BaseException:
-        with contextlib.suppress(Exception):  # keep the original error (or cancellation)
-            await connection.close()
-        raise
-    return connection
 
 
 def dead_letter(message: DeliveredMessage, reason: str, queue: str) -> aio_pika.Message:
@@ -163,8 +144,9 @@ class Consumer:
         self.settings = settings
         self.pool = pool
         self.stats = ConsumerStats()
-        self.connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
+        self.connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._next_node = 0  # index of the node to try first when (re)connecting
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._handling = asyncio.Lock()  # held while a batch is being stored and acked
@@ -202,8 +184,12 @@ class Consumer:
     @property
     def connected(self) -> bool:
         connection = self.connection
+        channel = self._channel
         return (
-            self._channel is not None and connection is not None and connection.connected.is_set()
+            channel is not None
+            and not channel.is_closed
+            and connection is not None
+            and not connection.is_closed
         )
 
     async def queue_depths(self) -> tuple[int, int]:
@@ -214,7 +200,7 @@ class Consumer:
         try:
             counts = []
             for name in (self.settings.billing_queue, self.settings.dead_letter_queue):
-                queue = await channel.declare_queue(name, passive=True, robust=False)
+                queue = await channel.declare_queue(name, passive=True)
                 counts.append(queue.declaration_result.message_count or 0)
             return counts[0], counts[1]
         finally:
@@ -222,22 +208,27 @@ class Consumer:
 
     # --- the loop -------------------------------------------------------------------------
     async def _run(self) -> None:
-        deliveries = await self._subscribe()
-        if deliveries is None:
-            return
-        intake = asyncio.create_task(deliveries.consume(), name="billing-deliveries")
-        try:
-            while not self._stopping.is_set():
-                batch = await deliveries.take(
-                    self.settings.billing_batch_size, self.settings.billing_batch_linger
-                )
-                if batch:
-                    async with self._handling:
-                        await self._handle_safely(batch)
-        finally:
-            deliveries.stop()
-            intake.cancel()
-            await asyncio.gather(intake, return_exceptions=True)
+        """One session per connection: consume until it is lost, then connect again."""
+        while not self._stopping.is_set():
+            deliveries = await self._subscribe()
+            if deliveries is None:
+                return
+            intake = asyncio.create_task(deliveries.consume(), name="billing-deliveries")
+            try:
+                while not self._stopping.is_set() and not deliveries.lost:
+                    batch = await deliveries.take(
+                        self.settings.billing_batch_size, self.settings.billing_batch_linger
+                    )
+                    if batch:
+                        async with self._handling:
+                            await self._handle_safely(batch)
+            finally:
+                deliveries.stop()
+                intake.cancel()
+                await asyncio.gather(intake, return_exceptions=True)
+            if not self._stopping.is_set():
+                log.warning("broker connection lost; connecting again (next node first)")
+                await self._disconnect()
 
     async def _handle_safely(self, batch: list[DeliveredMessage]) -> None:
         try:
@@ -248,42 +239,39 @@ class Consumer:
             await _give_back(batch[-1], multiple=True)  # what the batch left unsettled
 
     async def _subscribe(self) -> Deliveries | None:
-        """Connect (retrying with backoff) and declare; None if stopped meanwhile."""
+        """Connect to a node (trying each in turn, from the one after the last used) and
+        declare the queues, retrying with backoff; None if stopped meanwhile."""
         delays = backoff()
+        addresses = self.settings.rabbitmq_addresses
         while not self._stopping.is_set():
             self.stats.connect_attempts += 1
             try:
-                self.connection = await connect(self.settings)
-                channel = await self.connection.channel(on_return_raises=True)  # confirms on
+                self.connection, node = await connect(self.settings, self._next_node)
+                self._next_node = (node + 1) % len(addresses)
+                channel = await self.connection.channel(on_return_raises=True)  # confirms
                 await channel.set_qos(prefetch_count=self.settings.billing_prefetch)
-                await channel.declare_queue(self.settings.billing_queue, durable=True)
-                await channel.declare_queue(self.settings.dead_letter_queue, durable=True)
+                await declare_queues(channel, self.settings)
             except Exception as exc:
                 delay = next(delays)
-                log.warning("broker unreachable (%r); retrying in %.1fs", exc, delay)
-                if self.connection is not None:
-                    with contextlib.suppress(Exception):
-                        await self.connection.close()
-                    self.connection = None
+                log.warning("broker unreachable (%s); retrying in %.1fs", exc or repr(exc), delay)
+                await self._disconnect()
                 await self._pause(delay)
                 continue
-            self.connection.close_callbacks.add(self._on_connection_lost)
-            self.connection.reconnect_callbacks.add(self._on_reconnected)
             self._channel = channel
             log.info(
-                "connected to the broker (prefetch %d, batches of %d)",
+                "connected to the broker %s:%d (prefetch %d, batches of %d)",
+                *addresses[node],
                 self.settings.billing_prefetch,
                 self.settings.billing_batch_size,
             )
-            return Deliveries(channel, self.settings.billing_queue)
+            return Deliveries(channel, self.settings)
         return None
 
-    def _on_connection_lost(self, _: object, exc: BaseException | None) -> None:
-        if not self._stopping.is_set():
-            log.warning("broker connection lost (%r); reconnecting", exc)
-
-    def _on_reconnected(self, _: object) -> None:
-        log.info("broker connection restored; consuming again")
+    async def _disconnect(self) -> None:
+        connection, self.connection, self._channel = self.connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _handle(self, batch: list[DeliveredMessage]) -> None:
         items: list[Item] = []

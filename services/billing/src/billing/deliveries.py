@@ -1,11 +1,12 @@
-"""Deliveries of one queue, taken in batches, straight from aiormq.
+"""Deliveries of one queue on one channel, taken in batches, straight from aiormq.
 
 aio-pika's `queue.consume` builds an `IncomingMessage` and runs a second task per delivery: at
 thousands of messages a second, a large share of the consumer's CPU. Here the consumer is
-registered on the robust channel's underlying aiormq channel with a callback that only appends
-the `DeliveredMessage` to a buffer. aio-pika does not know about that consumer, so it is
-registered again whenever the channel is replaced (broker restart, channel error) or the broker
-cancels it. Deliveries of a replaced channel are dropped: the broker redelivers them.
+registered on the channel's underlying aiormq channel with a callback that only appends the
+`DeliveredMessage` to a buffer. When the broker cancels the consumer (queue deleted), the queue
+is declared again and consumed again; when the channel or its connection closes, `lost` is set
+and `take` returns at once: the consumer then connects again (possibly to another node) with a
+new `Deliveries`, and the broker redelivers what was not acknowledged.
 """
 
 import asyncio
@@ -15,9 +16,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractChannel as Channel
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
+
+from billing.broker import redeclare
+from billing.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +30,16 @@ TIMEOUT = 5
 
 
 class Deliveries:
-    def __init__(self, channel: AbstractRobustChannel, queue: str) -> None:
+    def __init__(self, channel: Channel, settings: Settings) -> None:
         self._channel = channel
-        self._queue = queue
+        self._settings = settings
+        self._queue = settings.billing_queue
         self._buffer: deque[DeliveredMessage] = deque()
         self._wanted = 1  # buffer length that wakes the waiter
         self._waiter: asyncio.Future[None] | None = None
-        self.amqp: AbstractChannel | None = None  # the channel consumed now
+        self.amqp: AbstractChannel | None = None  # the channel consumed
         self._stopped: asyncio.Future[None] | None = None
+        self.lost = False  # the channel closed: nothing more will be delivered here
 
     def stop(self) -> None:
         """Ends `consume()` even where aiormq swallows a cancellation (seen in its RPC calls)."""
@@ -41,30 +47,35 @@ class Deliveries:
             self._stopped.set_result(None)
 
     async def consume(self) -> None:
-        """Keep a consumer on the current channel, until stopped (or cancelled)."""
+        """Keep a consumer on the channel until stopped, cancelled or the channel closes."""
         self._stopped = stopped = asyncio.get_running_loop().create_future()
-        while not stopped.done():
-            try:
-                await self._channel.ready()  # connected, channel reopened, qos and queues restored
-                amqp = await self._channel.get_underlay_channel()
-                # Declared again: after a broker cancel, the queue may have been deleted.
-                await amqp.queue_declare(self._queue, durable=True, timeout=TIMEOUT)
-                # Set before consuming: deliveries may be taken before basic_consume returns,
-                # and those of any other channel are dropped.
-                self.amqp = amqp
-                tag = f"billing.{uuid.uuid4().hex}"
-                _buffer_without_tasks(amqp, tag, self._append)
-                await amqp.basic_consume(
-                    self._queue, self._on_delivery, consumer_tag=tag, timeout=TIMEOUT
-                )
-            except Exception as exc:
-                log.debug("not consuming yet (%r); retrying", exc)
-                await asyncio.sleep(RETRY_DELAY)
-                continue
-            if stopped.done():
-                return
-            log.info("consuming %s", self._queue)
-            await self._until_lost(amqp, tag, stopped)
+        try:
+            amqp = await self._channel.get_underlay_channel()
+            # Set before consuming: deliveries may be taken before basic_consume returns.
+            self.amqp = amqp
+            first = True
+            while not stopped.done() and not amqp.is_closed:
+                try:
+                    if not first:  # after a broker cancel, the queue may have been deleted
+                        await redeclare(amqp, self._settings)
+                    first = False
+                    tag = f"billing.{uuid.uuid4().hex}"
+                    _buffer_without_tasks(amqp, tag, self._append)
+                    await amqp.basic_consume(
+                        self._queue, self._on_delivery, consumer_tag=tag, timeout=TIMEOUT
+                    )
+                except Exception as exc:
+                    log.debug("not consuming (%r)", exc)
+                    await asyncio.sleep(RETRY_DELAY)
+                    continue
+                if stopped.done():
+                    return
+                log.info("consuming %s", self._queue)
+                await self._until_lost(amqp, tag, stopped)
+        finally:
+            self.lost = True
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
 
     async def _until_lost(
         self, amqp: AbstractChannel, tag: str, stopped: asyncio.Future[None]
@@ -97,18 +108,17 @@ class Deliveries:
             self._waiter.set_result(None)
 
     async def take(self, size: int, linger: float) -> list[DeliveredMessage]:
-        """Wait for a delivery, then up to `linger` seconds for `size`; deliveries of a replaced
-        channel are left out (possibly all of them: the result may be empty)."""
+        """Wait for a delivery, then up to `linger` seconds for `size`; empty once `lost`."""
         await self._until(1, None)
         await self._until(size, linger)
-        buffer, amqp = self._buffer, self.amqp
-        batch = [buffer.popleft() for _ in range(min(size, len(buffer)))]
-        if any(message.channel is not amqp for message in batch):
-            batch = [message for message in batch if message.channel is amqp]
-        return batch
+        if self.lost:
+            self._buffer.clear()  # the broker redelivers them on the next connection
+            return []
+        buffer = self._buffer
+        return [buffer.popleft() for _ in range(min(size, len(buffer)))]
 
     async def _until(self, count: int, seconds: float | None) -> None:
-        if len(self._buffer) >= count:
+        if len(self._buffer) >= count or self.lost:
             return
         self._wanted = count
         self._waiter = asyncio.get_running_loop().create_future()

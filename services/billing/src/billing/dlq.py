@@ -4,8 +4,33 @@ from dataclasses import dataclass
 
 import aio_pika
 
+from billing.broker import connect, declare_queues
 from billing.config import Settings
-from billing.consumer import ORIGINAL_QUEUE_HEADER, REASON_HEADER, connect
+from billing.consumer import ORIGINAL_QUEUE_HEADER, REASON_HEADER
+
+# Set by the broker when it dead-letters a message itself (x-delivery-limit reached).
+BROKER_HEADERS = (
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+)
+# Left out when a dead letter is replayed: the reason, and what the broker sets itself.
+NOT_REPLAYED = (REASON_HEADER, ORIGINAL_QUEUE_HEADER, "x-delivery-count", *BROKER_HEADERS)
+
+
+def reason_of(headers: dict, queue: str) -> tuple[str, str]:
+    """(reason, original queue): billing's own headers, else the broker's `x-death`."""
+    if REASON_HEADER in headers:
+        return str(headers[REASON_HEADER]), str(headers.get(ORIGINAL_QUEUE_HEADER, queue))
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        death = deaths[0]
+        reason = str(death.get("reason", "unknown"))
+        if reason == "delivery_limit":
+            reason = "delivery_limit: delivered too many times without being acknowledged"
+        return f"{reason} (dead-lettered by the broker)", str(death.get("queue", queue))
+    return "unknown", queue
 
 
 @dataclass(frozen=True)
@@ -18,24 +43,18 @@ class DeadLetter:
 
 async def browse(settings: Settings) -> list[DeadLetter]:
     """Read every dead letter without removing it: get them all unacked, then requeue them."""
-    connection = await connect(settings)
+    connection, _ = await connect(settings)
     async with connection:
         channel = await connection.channel()
-        dlq = await channel.declare_queue(settings.dead_letter_queue, durable=True)
+        await declare_queues(channel, settings)
+        dlq = await channel.declare_queue(settings.dead_letter_queue, passive=True)
         letters, last = [], None
         for _ in range(dlq.declaration_result.message_count or 0):
             message = await dlq.get(fail=False)
             if message is None:
                 break
-            headers = message.headers or {}
-            letters.append(
-                DeadLetter(
-                    message.message_id,
-                    str(headers.get(REASON_HEADER, "unknown")),
-                    str(headers.get(ORIGINAL_QUEUE_HEADER, settings.billing_queue)),
-                    message.body,
-                )
-            )
+            reason, queue = reason_of(dict(message.headers or {}), settings.billing_queue)
+            letters.append(DeadLetter(message.message_id, reason, queue, message.body))
             last = message
         if last is not None:
             await last.nack(multiple=True, requeue=True)
@@ -48,11 +67,11 @@ async def replay(settings: Settings) -> int:
     Each is republished (persistent, confirmed) before it is acked on the DLQ; one that is still
     invalid comes back to the DLQ, and is not replayed twice in one run.
     """
-    connection = await connect(settings)
+    connection, _ = await connect(settings)
     async with connection:
         channel = await connection.channel(on_return_raises=True)
-        await channel.declare_queue(settings.billing_queue, durable=True)
-        dlq = await channel.declare_queue(settings.dead_letter_queue, durable=True)
+        await declare_queues(channel, settings)
+        dlq = await channel.declare_queue(settings.dead_letter_queue, passive=True)
         moved = 0
         for _ in range(dlq.declaration_result.message_count or 0):
             message = await dlq.get(fail=False)
@@ -61,7 +80,7 @@ async def replay(settings: Settings) -> int:
             headers = {
                 key: value
                 for key, value in (message.headers or {}).items()
-                if key not in (REASON_HEADER, ORIGINAL_QUEUE_HEADER)
+                if key not in NOT_REPLAYED
             }
             await channel.default_exchange.publish(
                 aio_pika.Message(

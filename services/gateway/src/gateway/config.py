@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Bucket size: requests a client may send at once; 0 = the rate, rounded up (at least 1).
     GATEWAY_RATE_BURST: int = Field(default=0, ge=0)
 
+    # One broker, or the nodes of a cluster: "host[:port],host[:port],..." (port: RABBITMQ_PORT).
     RABBITMQ_HOST: str = "127.0.0.1"
     RABBITMQ_PORT: int = Field(default=5672, ge=1, le=65535)
     RABBITMQ_VHOST: str = "crud_master"
@@ -99,12 +100,40 @@ class Settings(BaseSettings):
     def inventory_urls(self) -> list[str]:
         return self.INVENTORY_URLS.split(",")
 
+    @field_validator("RABBITMQ_HOST")
+    @classmethod
+    def _broker_hosts(cls, value: str) -> str:
+        broker_addresses(value, 5672)  # raises ValueError on a malformed entry
+        return value
+
     @property
     def amqp_url(self) -> str:
+        """The broker's AMQP URL; with several nodes, their URLs comma-separated."""
         user = quote(self.RABBITMQ_USER, safe="")
         password = quote(self.RABBITMQ_PASSWORD, safe="")
         vhost = quote(self.RABBITMQ_VHOST, safe="")
-        return f"amqp://{user}:{password}@{self.RABBITMQ_HOST}:{self.RABBITMQ_PORT}/{vhost}"
+        return ",".join(
+            f"amqp://{user}:{password}@{host}:{port}/{vhost}"
+            for host, port in broker_addresses(self.RABBITMQ_HOST, self.RABBITMQ_PORT)
+        )
+
+
+def broker_addresses(hosts: str, default_port: int) -> list[tuple[str, int]]:
+    """`"a, b:5673"` -> [("a", default_port), ("b", 5673)]; ValueError when empty or malformed.
+    (Billing reads the same variable alike: billing.config.broker_addresses.)"""
+    addresses = []
+    for entry in (part.strip() for part in hosts.split(",")):
+        if not entry:
+            continue
+        host, colon, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{entry!r}: expected host or host:port (port 1-65535)")
+        if not host or any(c in host for c in "/@ "):
+            raise ValueError(f"{entry!r}: expected host or host:port")
+        addresses.append((host, int(port) if colon else default_port))
+    if not addresses:
+        raise ValueError("expected at least one broker host")
+    return addresses
 
 
 @lru_cache

@@ -1,19 +1,23 @@
-"""Publishes orders to RabbitMQ: one robust connection and one confirming channel per process.
+"""Publishes orders to RabbitMQ: one connection and one confirming channel per process.
 
-The gateway must serve even while the broker is down, so the first connection is made by a
-background task that retries with backoff; afterwards aio-pika's robust connection reconnects by
-itself and restores the declared queue. A publish answers only once the broker confirmed it.
+The gateway must serve even while the broker is down, so connecting is a background task that
+retries with backoff. The broker address may list several nodes of a cluster (comma-separated
+AMQP URLs): the task connects to the first that answers and, when that connection or channel is
+lost, connects again starting with the next node, at once. A publish answers only once the
+broker confirmed it; while no node is connected it fails at once.
 """
 
 import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 from aiormq import spec
+from aiormq.abc import AbstractChannel
 
 from .errors import BrokerUnavailable
 
@@ -21,6 +25,24 @@ log = logging.getLogger(__name__)
 
 Properties = spec.Basic.Properties
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+# Billing declares the queue alike (billing.broker; tests/contract checks both): a quorum queue,
+# replicated on the cluster's nodes; poison it cannot settle goes to <queue>.dlq after 20 tries.
+DELIVERY_LIMIT = 20
+
+
+def queue_arguments(queue: str) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": f"{queue}.dlq",
+    }
+
+
+def _node(url: str) -> str:
+    """host:port of an AMQP URL, for log lines (never the credentials)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5672}"
 
 
 class OrderPublisher:
@@ -33,79 +55,110 @@ class OrderPublisher:
         reconnect_interval: float = 1.0,
         max_backoff: float = 10.0,
     ) -> None:
-        self._url = amqp_url
+        """`amqp_url`: one AMQP URL, or the nodes of a cluster as comma-separated URLs."""
+        self._urls = [url.strip() for url in amqp_url.split(",") if url.strip()]
         self.queue = queue
         self._publish_timeout = publish_timeout
         self._connect_timeout = connect_timeout
         self._reconnect_interval = reconnect_interval
         self._max_backoff = max_backoff
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None  # aiormq's, under aio-pika's
         self._task: asyncio.Task[None] | None = None
+        # From the loss of a connection until the next one, or until every node failed once:
+        # a publish meanwhile waits for the next node (within its timeout) instead of a 503.
+        self._failing_over = False
+        self._closed = False
 
     @property
     def connected(self) -> bool:
-        connection, channel = self._connection, self._channel
-        return (
-            connection is not None
-            and channel is not None
-            and connection.connected.is_set()
-            and not channel.is_closed
-        )
+        channel = self._channel
+        return channel is not None and not channel.is_closed
 
     def start(self) -> None:
-        """Connect in the background; returns at once."""
+        """Connect in the background (and again whenever the connection is lost)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._connect_until_done(), name="amqp-connect")
+            self._task = asyncio.create_task(self._stay_connected(), name="amqp-connect")
 
     async def wait_connected(self, within: float) -> bool:
-        """For start-up scripts and tests: True once connected within `within` seconds."""
+        """True once connected within `within` seconds (False at once when, failing over,
+        every node failed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
+        failing_over = self._failing_over
         while not self.connected:
-            if loop.time() >= deadline:
+            if loop.time() >= deadline or (failing_over and not self._failing_over):
                 return False
             await asyncio.sleep(0.05)
         return True
 
-    async def _connect_until_done(self) -> None:
-        delay = self._reconnect_interval
-        while True:
-            connection = None
-            try:
-                connection = await aio_pika.connect_robust(
-                    self._url,
-                    timeout=self._connect_timeout,
-                    reconnect_interval=self._reconnect_interval,
-                    client_properties={"connection_name": "gateway"},
-                )
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                # Same topology as billing: durable, no arguments. The robust channel declares
-                # it again after every reconnect.
-                await channel.declare_queue(self.queue, durable=True)
-            except asyncio.CancelledError:
-                if connection is not None:
-                    await connection.close()
-                raise
-            except Exception as exc:
-                log.warning("broker not reachable (%r); retrying in %.1f s", exc, delay)
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await connection.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+    async def _stay_connected(self) -> None:
+        """Round-robin over the nodes; a pause (with backoff) only after a whole round failed."""
+        delay, failures, node = self._reconnect_interval, 0, 0
+        while not self._closed:  # (aiormq may swallow a cancellation while connecting)
+            url, node = self._urls[node], (node + 1) % len(self._urls)
+            if not await self._connect(url):
+                failures += 1
+                if failures % len(self._urls) == 0:
+                    self._failing_over = False  # no node answers: 503 at once
+                    log.warning("no broker reachable; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
                 continue
-            self._connection, self._channel = connection, channel
-            log.info("connected to the broker; publishing to %s", self.queue)
-            return
+            failures, delay, self._failing_over = 0, self._reconnect_interval, False
+            channel = self._channel
+            assert channel is not None
+            try:
+                await channel.closing
+            except Exception as exc:  # the reason it closed
+                log.warning("broker %s lost (%r); connecting to the next node", _node(url), exc)
+            finally:
+                self._failing_over = True
+                await self._disconnect()
+
+    async def _connect(self, url: str) -> bool:
+        connection = None
+        try:
+            connection = await aio_pika.connect(
+                url,
+                timeout=self._connect_timeout,
+                client_properties={"connection_name": "gateway"},
+            )
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            await channel.declare_queue(
+                self.queue, durable=True, arguments=queue_arguments(self.queue)
+            )
+            underlay = await channel.get_underlay_channel()
+        except asyncio.CancelledError:
+            if connection is not None:
+                await connection.close()
+            raise
+        except Exception as exc:
+            log.warning("broker %s not reachable (%r)", _node(url), exc)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+            return False
+        self._connection, self._channel = connection, underlay
+        log.info("connected to the broker %s; publishing to %s", _node(url), self.queue)
+        return True
+
+    async def _disconnect(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def publish(self, body: dict[str, Any], correlation_id: str | None = None) -> None:
         """Publish a persistent JSON message (message id = the order id); returns once the
         broker confirmed it. BrokerUnavailable when it is down, nacked, returned it (unroutable)
         or did not confirm within the publish timeout."""
         channel = self._channel
-        if channel is None or not self.connected:
-            raise BrokerUnavailable  # known to be down: fail fast, don't wait for a timeout
+        if channel is None or channel.is_closed:
+            if not (self._failing_over and await self.wait_connected(self._publish_timeout)):
+                raise BrokerUnavailable  # known to be down: fail fast, don't wait for a timeout
+            channel = self._channel
+            assert channel is not None
         order_id = body["order_id"]
         # aiormq's basic_publish directly: building an aio_pika.Message and going through
         # aio-pika's exchange.publish cost about a third of an order's CPU (measured).
@@ -115,32 +168,49 @@ class OrderPublisher:
             message_id=order_id,
             correlation_id=correlation_id,
         )
+        started = asyncio.get_running_loop().time()
         try:
-            underlay = await channel.get_underlay_channel()  # connected: returns at once
-            # wait=False: don't hold the channel's lock until the frame is on the socket (that
-            # serialises concurrent publishes); the confirm is awaited, within the timeout.
-            await underlay.basic_publish(
-                orjson.dumps(body),
-                routing_key=self.queue,
-                properties=properties,
-                mandatory=True,
-                timeout=self._publish_timeout,
-                wait=False,
-            )
+            await self._publish_on(channel, orjson.dumps(body), properties, self._publish_timeout)
+            return
         except TimeoutError as exc:
             log.warning("no confirm for %s in %ss", order_id, self._publish_timeout)
             raise BrokerUnavailable from exc
         except Exception as exc:  # nack, returned (unroutable), channel or connection lost
-            log.warning("publishing order %s failed: %r", order_id, exc)
-            raise BrokerUnavailable from exc
+            if not channel.is_closed:
+                log.warning("publishing order %s failed: %r", order_id, exc)
+                raise BrokerUnavailable from exc
+            lost = exc
+        # Its node was lost with the order in flight (queued or not): publish it again on the
+        # next node, within the same timeout. Billing stores an order_id once.
+        left = self._publish_timeout - (asyncio.get_running_loop().time() - started)
+        if left > 0 and await self.wait_connected(left) and (channel := self._channel):
+            left = self._publish_timeout - (asyncio.get_running_loop().time() - started)
+            try:
+                await self._publish_on(channel, orjson.dumps(body), properties, max(left, 0.01))
+                return
+            except Exception as exc:
+                lost = exc
+        log.warning("publishing order %s failed: %r", order_id, lost)
+        raise BrokerUnavailable from lost
+
+    async def _publish_on(
+        self, channel: AbstractChannel, body: bytes, properties: Any, within: float
+    ) -> None:
+        # wait=False: don't hold the channel's lock until the frame is on the socket (that
+        # serialises concurrent publishes); the confirm is awaited, within the timeout.
+        await channel.basic_publish(
+            body,
+            routing_key=self.queue,
+            properties=properties,
+            mandatory=True,
+            timeout=within,
+            wait=False,
+        )
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=5)
             self._task = None
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()
-        self._connection = self._channel = None
+        await self._disconnect()
