@@ -7,10 +7,11 @@ a publish the broker confirmed before the original is acknowledged, so none is l
 copied twice if the command is interrupted between the two: billing stores an order once).
 
 The original is deleted only when it is empty and has no consumer (`if-empty`, `if-unused`):
-orders the gateway publishes meanwhile are moved by the next round, and a running billing makes
-the command stop at once (stop billing first). Between the delete and the new declaration the
-gateway answers 503 for an instant. An interrupted run is finished by running it again: what
-a temporary queue holds is always moved back.
+a running billing makes the command stop at once (stop billing first). Stop the gateway too:
+a test publishing throughout a migration once missed one confirmed order, most likely a
+publish routed to the original while it was being deleted, confirmed and dropped with it. An
+interrupted run is finished by running it again: what a temporary queue holds is always moved
+back.
 """
 
 import asyncio
