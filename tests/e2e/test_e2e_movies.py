@@ -54,6 +54,44 @@ async def test_search_pagination_and_delete_all(gateway, movies_db):
 
 
 @pytest.mark.parametrize(
+    ("query", "titles"),
+    [
+        ("title=The%20Matrix", ["The Matrix"]),
+        ("title=matrix%20reloaded", ["Matrix Reloaded"]),
+        ("title=Am%C3%A9lie", ["Amélie"]),
+        ("title=%C3%A9lie&limit=1", ["Amélie"]),
+        ("title=Caf%C3%A9%20de%20Flore", ["Café de Flore"]),
+        ("title=100%25%20Matrix", ["100% Matrix"]),
+    ],
+)
+async def test_percent_encoded_searches_through_the_gateway(gateway, movies_db, query, titles):
+    for title in ("The Matrix", "Matrix Reloaded", "Amélie", "Café de Flore", "100% Matrix"):
+        response = await gateway.post("/api/movies", json={"title": title, "description": ""})
+        assert response.status_code == 201
+    found = await gateway.get(f"/api/movies?{query}")
+    assert found.request.url.raw_path == f"/api/movies?{query}".encode()  # sent as written
+    assert found.status_code == 200
+    assert [movie["title"] for movie in found.json()] == titles
+
+
+async def test_large_search_answers_alternate_with_small_searches_without_stalling(
+    gateway, movies_db
+):
+    for number in range(1, 41):
+        movie = {"title": f"stallprobe {number}", "description": "d" * 10000}
+        assert (await gateway.post("/api/movies", json=movie)).status_code == 201
+    assert (
+        await gateway.post("/api/movies", json={"title": "The Matrix", "description": ""})
+    ).status_code == 201
+    for _ in range(6):
+        big = await gateway.get("/api/movies?title=stall%70robe&limit=100")
+        assert (big.status_code, len(big.json())) == (200, 40)
+        assert len(big.content) > 400_000
+        small = await gateway.get("/api/movies?title=The%20Matrix&limit=1")
+        assert (small.status_code, [m["title"] for m in small.json()]) == (200, ["The Matrix"])
+
+
+@pytest.mark.parametrize(
     ("body", "status"),
     [
         ({"description": "no title"}, 422),
