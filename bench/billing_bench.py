@@ -37,10 +37,12 @@ import orjson  # noqa: E402
 from loopback import require_loopback  # noqa: E402
 
 from amqp_bulk import BulkPublisher  # noqa: E402
+from billing.broker import queue_arguments  # noqa: E402
 from platform_processes import Platform  # noqa: E402
 from private_nodes import PostgresNode, RabbitNode, free_port, private_root  # noqa: E402
 
 QUEUE = "billing_queue"
+ARGUMENTS = queue_arguments(f"{QUEUE}.dlq")  # the quorum queue the services declare
 PREFETCH = 1000  # billing's default; the naive consumer gets the same
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -62,7 +64,7 @@ async def naive_consumer(url: str, dsn: str) -> None:
     connection = await aio_pika.connect(url)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=PREFETCH)
-    queue = await channel.declare_queue(QUEUE, durable=True)
+    queue = await channel.declare_queue(QUEUE, durable=True, arguments=ARGUMENTS)
     db = await asyncpg.connect(dsn)
     insert = (
         "INSERT INTO orders (order_id, user_id, number_of_items, total_amount) "
@@ -87,7 +89,7 @@ def naive_endpoint(url: str, port: int) -> None:
     async def start(app: web.Application) -> None:
         app["connection"] = await aio_pika.connect_robust(url)
         app["channel"] = await app["connection"].channel(publisher_confirms=True)
-        await app["channel"].declare_queue(QUEUE, durable=True)
+        await app["channel"].declare_queue(QUEUE, durable=True, arguments=ARGUMENTS)
 
     async def stop(app: web.Application) -> None:
         await app["connection"].close()

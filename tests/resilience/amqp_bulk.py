@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 import pamqp.frame
 from pamqp import commands
 
+from billing.broker import queue_arguments
+
 FRAME_END = b"\xce"
 # Basic properties flags: content-type (bit 15), delivery-mode (bit 12), message-id (bit 7).
 _FLAGS = (1 << 15) | (1 << 12) | (1 << 7)
@@ -107,12 +109,15 @@ class BulkPublisher:
         await self._expect(commands.Confirm.SelectOk)
         self._listener = asyncio.create_task(self._listen())
 
-    async def declare(self, queue: str) -> None:
-        """Declare the durable queue (same topology as the services) before the listener runs."""
+    async def declare(self, queue: str, arguments: dict | None = None) -> None:
+        """Declare the durable queue before the listener runs: by default as the services do
+        (a quorum queue, billing.broker); `arguments={}` for a classic queue."""
         assert self._listener is not None
         self._listener.cancel()
         await asyncio.gather(self._listener, return_exceptions=True)
-        self._send(commands.Queue.Declare(queue=queue, durable=True), _CHANNEL)
+        if arguments is None:
+            arguments = queue_arguments(f"{queue}.dlq")
+        self._send(commands.Queue.Declare(queue=queue, durable=True, arguments=arguments), _CHANNEL)
         await self._expect(commands.Queue.DeclareOk)
         self._listener = asyncio.create_task(self._listen())
 

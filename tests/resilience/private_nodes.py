@@ -59,18 +59,37 @@ def _postgres_bindir() -> Path:
 class RabbitNode:
     """`rabbitmq-server` as a child process: own node name, ports, epmd, cookie, data."""
 
-    def __init__(self, root: Path, vhost: str = "crud_master_private", user: str = "crud_master"):
+    def __init__(
+        self,
+        root: Path,
+        vhost: str = "crud_master_private",
+        user: str = "crud_master",
+        *,
+        password: str | None = None,
+        epmd_port: int | None = None,
+        cookie: str | None = None,
+        config: str = "",
+    ):
+        """`epmd_port` (then not started here), `cookie`, `password` and `config` (extra
+        rabbitmq.conf lines) shared by the nodes of a cluster (see RabbitCluster)."""
         self.root = root
-        self.vhost, self.user, self.password = vhost, user, secrets.token_hex(12)
-        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.vhost, self.user = vhost, user
+        self.password = password or secrets.token_hex(12)
+        self.port, self.dist_port = free_port(), free_port()
+        self.epmd_port = epmd_port or free_port()
+        self._own_epmd = epmd_port is None
         self.nodename = f"private-{secrets.token_hex(4)}@localhost"
         self.log = root / "rabbitmq.out"
         self._server: subprocess.Popen | None = None
         self._epmd: subprocess.Popen | None = None
         for sub in ("home", "mnesia", "log"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        if cookie is not None:
+            cookie_file = root / "home" / ".erlang.cookie"
+            cookie_file.write_text(cookie)
+            cookie_file.chmod(0o400)
         (root / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            config + f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             f"default_vhost = {self.vhost}\n"
             f"default_user = {self.user}\n"
             f"default_pass = {self.password}\n"
@@ -121,14 +140,8 @@ class RabbitNode:
     def start(self, timeout: float = 90) -> None:
         if self.running:
             return
-        if self._epmd is None or self._epmd.poll() is not None:
-            epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-            self._epmd = subprocess.Popen(
-                [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        if self._own_epmd and (self._epmd is None or self._epmd.poll() is not None):
+            self._epmd = start_epmd(self.epmd_port)
         with open(self.log, "ab") as log:
             self._server = subprocess.Popen(
                 [str(RABBITMQ_BIN / "rabbitmq-server")],
@@ -212,6 +225,82 @@ class RabbitNode:
             if fields and fields[0] == queue:
                 return dict(zip(columns, map(int, fields[1:]), strict=True))
         return dict.fromkeys(columns, 0)
+
+
+def start_epmd(port: int) -> subprocess.Popen:
+    epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+    return subprocess.Popen(
+        [epmd, "-port", str(port), "-address", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+class RabbitCluster:
+    """Three private nodes clustered: one epmd, one cookie, one user; `pause_minority`, so a
+    node cut off from the majority stops serving clients (they get no confirm there anyway)."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.root = root
+        self.epmd_port = free_port()
+        cookie, password = secrets.token_hex(16), secrets.token_hex(12)
+        config = "cluster_partition_handling = pause_minority\n"
+        self.nodes = [
+            RabbitNode(
+                root / f"node{n}",
+                password=password,
+                epmd_port=self.epmd_port,
+                cookie=cookie,
+                config=config,
+            )
+            for n in range(1, size + 1)
+        ]
+        self._epmd: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._epmd = start_epmd(self.epmd_port)
+        first, *others = self.nodes
+        first.start()
+        for node in others:
+            node.start()
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.nodename)
+            node.ctl("start_app")
+        first.ctl("await_online_nodes", str(len(self.nodes)))
+
+    @property
+    def hosts(self) -> str:
+        """RABBITMQ_HOST for the services: every node, host:port, comma-separated."""
+        return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def settings_env(self) -> dict[str, str]:
+        return {**self.nodes[0].settings_env(), "RABBITMQ_HOST": self.hosts}
+
+    def running_node(self) -> RabbitNode:
+        return next(node for node in self.nodes if node.running)
+
+    def leader(self, queue: str, vhost: str) -> RabbitNode:
+        """The node leading a quorum queue now."""
+        output = self.running_node().ctl(
+            "list_queues", "-p", vhost, "--no-table-headers", "name", "leader"
+        )
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[0] == queue:
+                return next(node for node in self.nodes if node.nodename == fields[1])
+        raise LookupError(f"no leader for {queue}: {output!r}")
+
+    def by_port(self, port: int) -> RabbitNode:
+        return next(node for node in self.nodes if node.port == port)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.kill()  # a cluster's clean stop waits for its peers: no need, all go
+        if self._epmd is not None:
+            if self._epmd.poll() is None:
+                self._epmd.terminate()
+            self._epmd.wait(timeout=10)
 
 
 class PostgresNode:

@@ -7,6 +7,7 @@ import aio_pika
 import httpx
 import orjson
 
+from billing.broker import queue_arguments
 from resilience_support import (
     DLQ,
     QUEUE,
@@ -46,7 +47,7 @@ async def test_poison_messages_are_dead_lettered_listed_and_replayed(platform, r
     connection = await aio_pika.connect(rabbit.url)
     async with connection:
         channel = await connection.channel()  # publisher confirms on
-        await channel.declare_queue(QUEUE, durable=True)
+        await channel.declare_queue(QUEUE, durable=True, arguments=queue_arguments(DLQ))
 
         async def publish(message_id: str, body: bytes) -> None:
             message = aio_pika.Message(body, message_id=message_id, delivery_mode=2)
