@@ -1,5 +1,5 @@
 # The two commands: `make up` runs the platform on this machine, `make test` runs every test.
-.PHONY: up down test test-docker lint status openapi mutation
+.PHONY: up down test test-docker test-multihost lint status openapi mutation
 
 up:
 	bash scripts/up.sh
@@ -9,6 +9,11 @@ down:
 
 test:
 	bash scripts/test.sh
+
+# Three hosts on this machine (network namespaces on a bridge), each provisioned by
+# scripts/vagrant.sh as the Vagrantfile does; the audit flow, partitions, reboots and exposure.
+test-multihost:
+	bash scripts/test-multihost.sh
 
 # Build the images and run the Compose stack for real (own Docker engine), checked end to end.
 test-docker:
