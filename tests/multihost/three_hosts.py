@@ -140,8 +140,12 @@ def test_audit_flow(hosts, gateway):
     hosts["billing"].run("pm2 stop billing_app")
     waiting = order(gateway)
     assert waiting.status_code == 200, waiting.text
-    queued = hosts["billing"].run("rabbitmqctl -q list_queues -p crud_master name messages").stdout
-    assert re.search(r"^billing_queue\s+1$", queued, re.M), queued
+
+    def queued() -> bool:  # a quorum queue's count is published every few seconds: poll
+        listing = hosts["billing"].run("rabbitmqctl -q list_queues -p crud_master name messages")
+        return re.search(r"^billing_queue\s+1$", listing.stdout, re.M) is not None
+
+    wait_for(queued, 30, "the order is not waiting in billing_queue")
     assert stored(hosts, waiting.json()["order_id"]) == 0
     hosts["billing"].run("pm2 start billing_app")
     wait_for(lambda: stored(hosts, waiting.json()["order_id"]) == 1, 30, "not stored after start")
