@@ -257,3 +257,18 @@ async def test_a_search_past_the_count_limit_pages_through_every_match_in_id_ord
         assert page.more is (offset + 2 < len(expected))
         assert page.total >= max(3, offset + len(page.items) + page.more)
     assert seen == expected
+
+
+async def test_a_search_past_its_only_match_still_counts_it(pool: asyncpg.Pool) -> None:
+    await add(pool, "m1", "x")
+    assert await repository.list_movies(pool, "m", 10, 1) == repository.Page([], 1, True, False)
+
+
+@pytest.mark.parametrize(("limit", "offset"), [(2, 0), (1, 1), (2, 4)])
+async def test_an_inexact_search_total_is_the_least_it_can_be(
+    pool: asyncpg.Pool, limit: int, offset: int
+) -> None:
+    await add(pool, "m1", "m2", "m3", "m4", "m5")
+    page = await repository.list_movies(pool, "m", limit, offset, count_limit=3)
+    # At least count_limit + 1 match, and at least as many as the pages have shown.
+    assert page.total == max(4, offset + len(page.items) + page.more)
