@@ -82,6 +82,9 @@ EQUIVALENT: dict[tuple[str, int, int, str], str] = {
     ("billing.schemas", 44, 86, "1 -> 2"): "MAX_INT + 2 is refused as out of range as MAX_INT + 1",
     ("billing.schemas", 137, 16, "Is -> IsNot"): _FAST_PATH,
     ("billing.schemas", 141, 8, "return None"): _FAST_PATH,
+    ("billing.repository", 36, 71, "True -> False"): "an order is always 4 fields: zip is even",
+    ("billing.repository", 38, 34, "1 -> 2"): "the last word of 'INSERT 0 N' either way",
+    ("billing.repository", 38, 37, "drop USub"): "the last word of 'INSERT 0 N' either way",
     # One row more read or counted changes no answer: `more` and `counted <= count_limit` decide.
     ("inventory.repository", 97, 41, "1 -> 2"): "limit + 2 rows: one more read, same page",
     ("inventory.repository", 97, 66, "1 -> 2"): "counted up to count_limit + 2: same decision",
