@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
+from billing.broker import queue_arguments
 from platform_processes import SERVICES, Platform, base_url, broker_url, database_dsn, migrate
 
 
@@ -50,7 +51,10 @@ async def orders_db():
 async def billing_queue():
     connection = await aio_pika.connect(broker_url())
     channel = await connection.channel()
-    queue = await channel.declare_queue(os.environ["BILLING_QUEUE"], durable=True)
+    name = os.environ["BILLING_QUEUE"]
+    queue = await channel.declare_queue(
+        name, durable=True, arguments=queue_arguments(name + ".dlq")
+    )
     await queue.purge()
     yield queue
     await connection.close()

@@ -151,10 +151,9 @@ def _literal(host: str) -> Address | None:
 
 
 def _hosts_in(value: str) -> list[str]:
-    """Hosts named by a setting: a host, or comma-separated URLs."""
-    if "://" not in value:
-        return [value.strip()] if value.strip() else []
-    return [h for url in value.split(",") if (h := urlsplit(url.strip()).hostname)]
+    """Hosts named by a setting: comma-separated hosts, host:port pairs or URLs."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    return [h for p in parts if (h := urlsplit(p if "://" in p else f"//{p}").hostname)]
 
 
 def _etc_hosts() -> dict[str, list[Address]]:

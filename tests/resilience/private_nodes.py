@@ -217,7 +217,8 @@ class RabbitNode:
     def queue_counts(self, queue: str) -> dict[str, int]:
         """messages (ready + unacknowledged), messages_ready, messages_unacknowledged, consumers.
 
-        Unlike a passive declare (ready only), this sees what a consumer holds unacked."""
+        Unlike a passive declare (ready only), this sees what a consumer holds unacked. For a
+        quorum queue the broker refreshes these figures every few seconds: poll them."""
         columns = ("messages", "messages_ready", "messages_unacknowledged", "consumers")
         output = self.ctl("list_queues", "-p", self.vhost, "--no-table-headers", "name", *columns)
         for line in output.splitlines():

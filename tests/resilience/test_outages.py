@@ -47,7 +47,7 @@ async def test_broker_restart_keeps_queued_orders_and_everything_reconnects(
         try:
             for start in range(0, 300, 30):
                 await asyncio.gather(*(post_accepted(n) for n in range(start, start + 30)))
-            assert rabbit.queue_counts(QUEUE)["messages"] == 300
+            await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 300, within=15)
             # ... when the broker goes down.
             rabbit.stop()
         finally:
@@ -130,9 +130,13 @@ async def test_database_down_nothing_is_acked_the_consumer_backs_off_and_resumes
     assert billing.poll() is None and platform.processes["billing"].pid == billing.pid
 
     # Nothing acked that is not committed: every order is still on the queue (ready or held).
-    counts = rabbit.queue_counts(QUEUE)
-    assert counts["messages"] == len(orders), counts
-    assert counts["messages_unacknowledged"] > 0, counts  # the batch it keeps retrying
+    def all_still_queued() -> dict[str, int] | None:
+        counts = rabbit.queue_counts(QUEUE)
+        # ... and the batch it keeps retrying is held unacknowledged
+        held = counts["messages"] == len(orders) and counts["messages_unacknowledged"] > 0
+        return counts if held else None
+
+    counts = await eventually(all_still_queued, within=15, message="every order still queued")
 
     async with httpx.AsyncClient(base_url=platform.url("billing"), timeout=5) as billing_api:
         health = await billing_api.get("/health")
