@@ -20,6 +20,7 @@ postgres_start
 postgres_database "$BILLING_DB_NAME" "$BILLING_DB_USER" "$BILLING_DB_PASSWORD"
 log "migrating the orders database"
 (cd "$ROOT/services/billing" && quietly "$VENV/bin/alembic" -c alembic.ini upgrade head)
-(cd "$ROOT/services/billing" && "$VENV/bin/python" -m billing queues migrate)  # classic -> quorum
+log "billing_queue and its dead letters as quorum queues"
+(cd "$ROOT/services/billing" && quietly "$VENV/bin/python" -m billing queues migrate)
 warn_if_exposed BILLING_HOST "$BILLING_HOST"
 pm2_start billing_app "http://$(local_address "$BILLING_HOST"):$BILLING_PORT/health"

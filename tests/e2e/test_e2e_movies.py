@@ -111,7 +111,7 @@ async def test_malformed_json_is_a_client_error(gateway, movies_db):
     response = await gateway.post(
         "/api/movies", content=b'{"title": ', headers={"content-type": "application/json"}
     )
-    assert response.status_code in (400, 422)
+    assert response.status_code == 400  # malformed JSON; 422 is for a well-formed invalid movie
     assert "error" in response.json()
 
 
@@ -121,7 +121,7 @@ async def test_inventory_down_gives_a_quick_json_error(platform, gateway, movies
         started = time.monotonic()
         response = await gateway.get("/api/movies")
         elapsed = time.monotonic() - started
-        assert response.status_code in (502, 503)
+        assert response.status_code == 502  # refused connection: unreachable
         assert "error" in response.json()
         assert elapsed < 3
         assert (await gateway.get("/health")).status_code == 503

@@ -82,7 +82,7 @@ class RabbitNode:
         self.log = root / "rabbitmq.out"
         self._server: subprocess.Popen | None = None
         self._epmd: subprocess.Popen | None = None
-        for sub in ("home", "mnesia", "log"):
+        for sub in ("home", "mnesia", "log", "conf.d"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         if cookie is not None:
             cookie_file = root / "home" / ".erlang.cookie"
@@ -129,6 +129,8 @@ class RabbitNode:
             "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.root / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq.conf"),
+            # Not /etc/rabbitmq/conf.d: the system node's listeners there are not this node's.
+            "RABBITMQ_CONFIG_FILES": str(self.root / "conf.d"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
         }

@@ -70,3 +70,7 @@ async def test_check_constraints_refuse_what_validation_refuses(
         async with transaction(pool) as conn:
             await repository.insert_orders(conn, [new_order(**changes)])
     assert await pool.fetchval("SELECT count(*) FROM orders") == 0
+
+
+async def test_an_empty_batch_inserts_nothing_without_a_statement() -> None:
+    assert await repository.insert_orders(None, []) == 0  # type: ignore[arg-type]

@@ -108,7 +108,7 @@ async def test_writes_with_any_configured_key_pass_and_reads_stay_open(keyed, in
     assert second.status_code == 200
     assert order.status_code == 422
     assert read.status_code == 200
-    assert health.status_code in (200, 503)
+    assert health.status_code != 401 and "status" in health.json()  # health needs no key
     assert [seen["method"] for seen in inventory.seen] == ["POST", "DELETE", "GET"]
 
 

@@ -1,6 +1,7 @@
 """The /api/movies pass-through, against stand-in inventories on 127.0.0.1."""
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import socket
@@ -371,3 +372,28 @@ async def test_head_answer_has_no_body_and_connection_stays_usable(gateway_facto
     assert head.headers["content-length"] == "1000"
     assert head.content == b""
     assert len(get.content) == 1000
+
+
+async def test_a_silent_pooled_connection_to_a_vanished_upstream_is_a_fast_502(gateway_factory):
+    """A network cut leaves pooled connections silent, not closed: the gateway notices that no
+    new connection can be opened either and answers 502 well before the upstream timeout."""
+    requests = 0
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                requests += 1
+                if requests == 1:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    listener.close()  # the host "goes away": no new connection can be opened
+
+    listener = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    async with gateway_factory(INVENTORY_URLS=url, GATEWAY_UPSTREAM_TIMEOUT=30) as gw:
+        assert (await gw.client.get("/api/movies/1")).status_code == 200  # pools the connection
+        async with asyncio.timeout(10):  # far below the 30 s upstream timeout
+            response = await gw.client.get("/api/movies/2")
+    assert response.status_code == 502
+    assert response.json() == {"error": "inventory unreachable"}
+    assert requests == 2  # it was sent on the pooled connection, which never answered

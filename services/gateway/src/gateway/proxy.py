@@ -17,6 +17,7 @@ from .upstream import (
     Disconnected,
     InvalidAnswer,
     TimedOut,
+    Unreachable,
     UpstreamClient,
     UpstreamError,
 )
@@ -99,6 +100,8 @@ class MoviesProxy:
                 position += 1
             except Disconnected as exc:
                 log.warning("inventory %s dropped the connection", self.upstreams[index])
+                if isinstance(exc, Unreachable):
+                    self._down_until[index] = time.monotonic() + FAIL_TIMEOUT
                 if exc.reused and stale_retry:
                     stale_retry = False  # a stale keep-alive connection: once more, fresh
                 elif retry and position + 1 < len(order):

@@ -53,6 +53,11 @@ class TimedOut(UpstreamError):
     """No (complete) answer within the upstream timeout."""
 
 
+class Unreachable(Disconnected):
+    """A pooled connection stayed silent and a new one could not be opened: the host is gone
+    (a network cut leaves its connections silent instead of closed)."""
+
+
 class InvalidAnswer(UpstreamError):
     """The answer could not be framed with certainty."""
 
@@ -83,6 +88,7 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.in_flight = False
         self.waiter: asyncio.Future[None] | None = None
+        self.soft = False  # the current wait's deadline only wakes the waiter
         self._reset(False)
 
     def _reset(self, head_only: bool) -> None:
@@ -132,7 +138,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def expire(self) -> None:
-        self._fail(TimedOut())
+        if not self.soft:
+            self._fail(TimedOut())
         self._wake()
 
     # --- httptools callbacks --------------------------------------------------------------------
@@ -203,10 +210,13 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def wait(self, seconds: float) -> None:
-        """Until something arrives, the answer completes or fails, or `seconds` pass."""
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.deadline = asyncio.get_running_loop().time() + seconds
+    async def wait(self, seconds: float, soft: bool = False) -> None:
+        """Until something arrives, the answer completes or fails, or `seconds` pass (then
+        TimedOut, unless `soft`)."""
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        self.deadline = loop.time() + seconds
+        self.soft = soft
         self.deadlines.watch(self)
         try:
             await self.waiter
@@ -294,6 +304,9 @@ class UpstreamClient:
             conn = idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
+        return await self._acquire_new(upstream)
+
+    async def _acquire_new(self, upstream: _Upstream) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -314,10 +327,17 @@ class UpstreamClient:
         conn = await self._acquire(upstream)
         conn._reset(head_only)
         conn.in_flight = True
+        loop = asyncio.get_running_loop()
+        answer_by = loop.time() + self.read_timeout  # for the first byte; then between reads
         try:
             conn.transport.write(request)  # type: ignore[union-attr]
+            if conn.reused and self.connect_timeout < self.read_timeout:
+                await self._check_alive(upstream, conn)
             while not conn.head_arrived():
-                await conn.wait(self.read_timeout)
+                if conn.got_bytes:
+                    await conn.wait(self.read_timeout)
+                else:
+                    await conn.wait(max(answer_by - loop.time(), 0.0))
         except BaseException:
             conn.close()  # cancelled (the client left) or failed: never pooled
             raise
@@ -327,6 +347,22 @@ class UpstreamClient:
                 self._drop_idle(upstream)  # its siblings are likely stale too
             raise conn.error
         return Answer(self, upstream, conn)
+
+    async def _check_alive(self, upstream: _Upstream, conn: _Connection) -> None:
+        """A pooled connection silent for the connect timeout may lead to a host that is cut
+        off: if a new connection cannot be opened either, Unreachable (a fast 502) instead of
+        waiting for the upstream timeout (504)."""
+        await conn.wait(self.connect_timeout, soft=True)
+        if conn.got_bytes or conn.closed or conn.error is not None:
+            return
+        try:
+            probe = await self._acquire_new(upstream)
+        except ConnectFailed as exc:
+            conn.close()
+            self._drop_idle(upstream)
+            raise Unreachable() from exc
+        probe.reused = True
+        upstream.idle.append(probe)  # alive: a connection for the next request
 
     @staticmethod
     def _drop_idle(upstream: _Upstream) -> None:
