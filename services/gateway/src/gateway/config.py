@@ -5,6 +5,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote
 
+from crud_common.brokers import broker_addresses
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -116,24 +117,6 @@ class Settings(BaseSettings):
             f"amqp://{user}:{password}@{host}:{port}/{vhost}"
             for host, port in broker_addresses(self.RABBITMQ_HOST, self.RABBITMQ_PORT)
         )
-
-
-def broker_addresses(hosts: str, default_port: int) -> list[tuple[str, int]]:
-    """`"a, b:5673"` -> [("a", default_port), ("b", 5673)]; ValueError when empty or malformed.
-    (Billing reads the same variable alike: billing.config.broker_addresses.)"""
-    addresses = []
-    for entry in (part.strip() for part in hosts.split(",")):
-        if not entry:
-            continue
-        host, colon, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
-        if colon and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"{entry!r}: expected host or host:port (port 1-65535)")
-        if not host or any(c in host for c in "/@ "):
-            raise ValueError(f"{entry!r}: expected host or host:port")
-        addresses.append((host, int(port) if colon else default_port))
-    if not addresses:
-        raise ValueError("expected at least one broker host")
-    return addresses
 
 
 @lru_cache
