@@ -183,7 +183,6 @@ class Connection(asyncio.Protocol):
         self.body_size = 0
         self.broken = False  # nothing more is read as a request
         self.eof = False
-        self.lingering = False
         self.read_paused = False
         self.write_paused = False
         self.drained: asyncio.Future[None] | None = None
@@ -487,7 +486,6 @@ class Connection(asyncio.Protocol):
         assert transport is not None
         if transport.is_closing():
             return
-        self.lingering = True
         if self.eof or not transport.can_write_eof():
             transport.close()
             return
