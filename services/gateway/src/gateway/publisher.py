@@ -5,6 +5,12 @@ retries with backoff. The broker address may list several nodes of a cluster (co
 AMQP URLs): the task connects to the first that answers and, when that connection or channel is
 lost, connects again starting with the next node, at once. A publish answers only once the
 broker confirmed it; while no node is connected it fails at once.
+
+`GATEWAY_PUBLISH_TIMEOUT` bounds the whole publish: waiting for the next node while failing over,
+the publish, its confirm and a second publish on the next node when the first node was lost with
+the order in flight. A confirm that does not come in time is a 503, and the connection is
+replaced (the next node first): a channel that stopped confirming (its node cut off, or a quorum
+queue whose leader it still waits for) is not given the next orders.
 """
 
 import asyncio
@@ -68,6 +74,8 @@ class OrderPublisher:
         # From the loss of a connection until the next one, or until every node failed once:
         # a publish meanwhile waits for the next node (within its timeout) instead of a 503.
         self._failing_over = False
+        self._stalled = asyncio.Event()  # set: the current connection stopped confirming
+        self._closing: set[asyncio.Task[None]] = set()  # connections being closed
         self._closed = False
 
     @property
@@ -87,9 +95,10 @@ class OrderPublisher:
         deadline = loop.time() + within
         failing_over = self._failing_over
         while not self.connected:
+            failing_over = failing_over or self._failing_over
             if loop.time() >= deadline or (failing_over and not self._failing_over):
                 return False
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         return True
 
     async def _stay_connected(self) -> None:
@@ -108,13 +117,18 @@ class OrderPublisher:
             failures, delay, self._failing_over = 0, self._reconnect_interval, False
             channel = self._channel
             assert channel is not None
+            closing, stalled = channel.closing, asyncio.ensure_future(self._stalled.wait())
             try:
-                await channel.closing
-            except Exception as exc:  # the reason it closed
-                log.warning("broker %s lost (%r); connecting to the next node", _node(url), exc)
+                await asyncio.wait({closing, stalled}, return_when=asyncio.FIRST_COMPLETED)
+                why = "stopped confirming"
+                if closing.done():
+                    why = f"lost ({closing.exception() if not closing.cancelled() else 'closed'!r})"
+                log.warning("broker %s %s; connecting to the next node", _node(url), why)
             finally:
+                closing.cancel()
+                stalled.cancel()
                 self._failing_over = True
-                await self._disconnect()
+                self._disconnect()
 
     async def _connect(self, url: str) -> bool:
         connection = None
@@ -124,11 +138,11 @@ class OrderPublisher:
                 timeout=self._connect_timeout,
                 client_properties={"connection_name": "gateway"},
             )
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            await channel.declare_queue(
-                self.queue, durable=True, arguments=queue_arguments(self.queue)
-            )
-            underlay = await channel.get_underlay_channel()
+            async with asyncio.timeout(self._connect_timeout):  # a node that hangs: the next
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                arguments = queue_arguments(self.queue)
+                await channel.declare_queue(self.queue, durable=True, arguments=arguments)
+                underlay = await channel.get_underlay_channel()
         except asyncio.CancelledError:
             if connection is not None:
                 await connection.close()
@@ -136,29 +150,40 @@ class OrderPublisher:
         except Exception as exc:
             log.warning("broker %s not reachable (%r)", _node(url), exc)
             if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close()
+                await self._close_quietly(connection)
             return False
         self._connection, self._channel = connection, underlay
+        self._stalled.clear()
         log.info("connected to the broker %s; publishing to %s", _node(url), self.queue)
         return True
 
-    async def _disconnect(self) -> None:
+    def _disconnect(self) -> None:
+        """Forget the connection and close it in the background: a node that stopped answering
+        (its close takes seconds) must not delay the next one."""
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
-            with contextlib.suppress(Exception):
+            task = asyncio.create_task(self._close_quietly(connection))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_quietly(self, connection: AbstractConnection) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._connect_timeout):
                 await connection.close()
+
+    def _replace(self, channel: AbstractChannel) -> None:
+        """`channel` did not confirm in time: stop publishing on it and connect to the next node
+        (publishes in flight on it are published again there when it closes)."""
+        if channel is self._channel:
+            self._channel, self._failing_over = None, True
+            self._stalled.set()
 
     async def publish(self, body: dict[str, Any], correlation_id: str | None = None) -> None:
         """Publish a persistent JSON message (message id = the order id); returns once the
         broker confirmed it. BrokerUnavailable when it is down, nacked, returned it (unroutable)
-        or did not confirm within the publish timeout."""
-        channel = self._channel
-        if channel is None or channel.is_closed:
-            if not (self._failing_over and await self.wait_connected(self._publish_timeout)):
-                raise BrokerUnavailable  # known to be down: fail fast, don't wait for a timeout
-            channel = self._channel
-            assert channel is not None
+        or did not confirm within the publish timeout, which bounds the whole call."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._publish_timeout
         order_id = body["order_id"]
         # aiormq's basic_publish directly: building an aio_pika.Message and going through
         # aio-pika's exchange.publish cost about a third of an order's CPU (measured).
@@ -168,29 +193,39 @@ class OrderPublisher:
             message_id=order_id,
             correlation_id=correlation_id,
         )
-        started = asyncio.get_running_loop().time()
-        try:
-            await self._publish_on(channel, orjson.dumps(body), properties, self._publish_timeout)
-            return
-        except TimeoutError as exc:
-            log.warning("no confirm for %s in %ss", order_id, self._publish_timeout)
-            raise BrokerUnavailable from exc
-        except Exception as exc:  # nack, returned (unroutable), channel or connection lost
-            if not channel.is_closed:
-                log.warning("publishing order %s failed: %r", order_id, exc)
-                raise BrokerUnavailable from exc
-            lost = exc
-        # Its node was lost with the order in flight (queued or not): publish it again on the
-        # next node, within the same timeout. Billing stores an order_id once.
-        left = self._publish_timeout - (asyncio.get_running_loop().time() - started)
-        if left > 0 and await self.wait_connected(left) and (channel := self._channel):
-            left = self._publish_timeout - (asyncio.get_running_loop().time() - started)
+        payload = orjson.dumps(body)
+        lost: Exception | None = None
+        while True:
+            channel = self._channel
+            if channel is None or channel.is_closed:
+                # Known to be down: fail fast. Failing over (or our node just lost with the
+                # order in flight): wait for the next node, within the deadline.
+                if not (self._failing_over or lost) or not await self.wait_connected(
+                    deadline - loop.time()
+                ):
+                    break
+                channel = self._channel
+                if channel is None:
+                    break
+            left = deadline - loop.time()
+            if left <= 0:
+                break
             try:
-                await self._publish_on(channel, orjson.dumps(body), properties, max(left, 0.01))
+                await self._publish_on(channel, payload, properties, left)
                 return
-            except Exception as exc:
+            except TimeoutError as exc:
+                log.warning("no confirm for %s in %ss", order_id, self._publish_timeout)
+                self._replace(channel)
+                raise BrokerUnavailable from exc
+            except Exception as exc:  # nack, returned (unroutable), channel or connection lost
+                if not channel.is_closed:
+                    log.warning("publishing order %s failed: %r", order_id, exc)
+                    raise BrokerUnavailable from exc
+                # Its node was lost with the order in flight (queued or not): publish it again
+                # on the next node, within the same deadline. Billing stores an order_id once.
                 lost = exc
-        log.warning("publishing order %s failed: %r", order_id, lost)
+        if lost is not None:
+            log.warning("publishing order %s failed: %r", order_id, lost)
         raise BrokerUnavailable from lost
 
     async def _publish_on(
@@ -213,4 +248,5 @@ class OrderPublisher:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=5)
             self._task = None
-        await self._disconnect()
+        self._disconnect()
+        await asyncio.gather(*self._closing, return_exceptions=True)

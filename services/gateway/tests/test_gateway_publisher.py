@@ -1,0 +1,68 @@
+"""The publish timeout bounds a whole order, and a node that stopped confirming is left for the
+next one (the real test broker behind TCP relays that can hold its answers back)."""
+
+import asyncio
+import json
+import time
+
+ORDER = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
+
+
+async def test_a_node_that_stops_confirming_costs_one_503_then_orders_go_to_the_next(
+    gateway_factory, unused_port, relay_factory, poll, amqp, queue_name, amqp_message
+):
+    first, second = relay_factory(unused_port()), relay_factory(unused_port())
+    await first.start()
+    await second.start()
+    async with gateway_factory(
+        RABBITMQ_HOST=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
+        GATEWAY_PUBLISH_TIMEOUT=1.0,
+        BILLING_QUEUE=queue_name,
+    ) as gw:
+        await poll(lambda: gw.publisher.connected, 10, "the broker connection")
+        assert first._writers and not second._writers  # publishing through the first node
+        first.flowing.clear()  # its connection stays open, but no confirm comes back any more
+
+        started = time.monotonic()
+        stalled = await gw.client.post("/api/billing", json=ORDER)
+        assert stalled.status_code == 503
+        assert 0.9 < time.monotonic() - started < 1.5  # the publish timeout, not more
+
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(gw.client.post("/api/billing", json=ORDER) for _ in range(5))
+        )
+        assert [a.status_code for a in answers] == [200] * 5  # the first node is still stalled
+        assert time.monotonic() - started < 1.5  # each within its own publish timeout
+        assert second._writers  # through the second node
+        # The broker did take the order answered 503 (its confirm was what got lost): a 503
+        # says "not known to be taken", the client may retry. The 200s are all there.
+        queue = await amqp.get_queue(queue_name, ensure=True)
+        received = {json.loads((await amqp_message(queue)).body)["order_id"] for _ in range(6)}
+        assert {a.json()["order_id"] for a in answers} < received
+        first.flowing.set()
+
+
+async def test_every_order_in_flight_on_a_stalled_node_is_answered_within_the_timeout(
+    gateway_factory, unused_port, relay_factory, poll, queue_name
+):
+    first, second = relay_factory(unused_port()), relay_factory(unused_port())
+    await first.start()
+    await second.start()
+    async with gateway_factory(
+        RABBITMQ_HOST=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
+        GATEWAY_PUBLISH_TIMEOUT=1.0,
+        BILLING_QUEUE=queue_name,
+    ) as gw:
+        await poll(lambda: gw.publisher.connected, 10, "the broker connection")
+        first.flowing.clear()
+
+        async def timed() -> tuple[int, float]:
+            started = time.monotonic()
+            response = await gw.client.post("/api/billing", json=ORDER)
+            return response.status_code, time.monotonic() - started
+
+        answers = await asyncio.gather(*(timed() for _ in range(20)))
+        assert max(taken for _, taken in answers) < 1.5
+        assert {status for status, _ in answers} <= {200, 503}
+        first.flowing.set()
