@@ -24,6 +24,7 @@ import orjson
 from aio_pika.abc import AbstractConnection
 from aiormq import spec
 from aiormq.abc import AbstractChannel
+from aiormq.exceptions import DeliveryError, PublishError
 
 from .errors import BrokerUnavailable
 
@@ -218,12 +219,21 @@ class OrderPublisher:
                 self._replace(channel)
                 raise BrokerUnavailable from exc
             except Exception as exc:  # nack, returned (unroutable), channel or connection lost
-                if not channel.is_closed:
+                if channel.is_closed:
+                    # Its node was lost with the order in flight (queued or not): publish it
+                    # again on the next node, within the same deadline. Billing stores an
+                    # order_id once.
+                    lost = exc
+                elif isinstance(exc, DeliveryError) and not isinstance(exc, PublishError):
+                    # Nacked: not taken. A channel whose first publish to the quorum queue met
+                    # a leader that was just killed nacks every later one (RabbitMQ 3.10): a new
+                    # connection asks for the new leader. Publish again there, same deadline.
+                    log.warning("order %s nacked; replacing the broker connection", order_id)
+                    self._replace(channel)
+                    lost = exc
+                else:
                     log.warning("publishing order %s failed: %r", order_id, exc)
                     raise BrokerUnavailable from exc
-                # Its node was lost with the order in flight (queued or not): publish it again
-                # on the next node, within the same deadline. Billing stores an order_id once.
-                lost = exc
         if lost is not None:
             log.warning("publishing order %s failed: %r", order_id, lost)
         raise BrokerUnavailable from lost
