@@ -1,5 +1,6 @@
 """Orders through the gateway, RabbitMQ and the billing consumer, all real processes."""
 
+import json
 import uuid
 
 from platform_processes import eventually
@@ -71,36 +72,49 @@ INVALID_ORDERS = [
 async def test_invalid_orders_are_refused_and_never_queued(
     platform, gateway, orders_db, billing_queue
 ):
-    # With billing stopped nothing consumes the queue, so its depth counts every publish. The
-    # valid sentinel is published after the invalid orders: once the depth (which a quorum queue
-    # may report late) shows it, it shows them too, so it must be exactly 1.
+    # With billing stopped nothing consumes the queue: what the gateway publishes stays there,
+    # in order. A valid sentinel goes last and the queue is read up to it, so a refused order
+    # that was published anyway is read before it (messages, not a count the broker may report
+    # late).
+    sentinel_order = {"user_id": 7, "number_of_items": 1, "total_amount": "1.00"}
     platform.stop("billing")
     try:
         for body in INVALID_ORDERS:
             response = await gateway.post("/api/billing", json=body)
             assert response.status_code == 422, body
             assert isinstance(response.json()["error"], str)
-        sentinel = await gateway.post(
-            "/api/billing", json={"user_id": 7, "number_of_items": 1, "total_amount": "1.00"}
-        )
+        sentinel = await gateway.post("/api/billing", json=sentinel_order)
         assert sentinel.status_code == 200
-        depth = await eventually(
-            lambda: queue_depth(billing_queue), within=15, message="sentinel counted"
-        )
-        assert depth == 1
+        order_id = sentinel.json()["order_id"]
+        queued = await messages_up_to(billing_queue, order_id, within=15)
+        published = [json.loads(message.body) for message in queued]
+        try:
+            assert published == [{"order_id": order_id, **sentinel_order}]
+        finally:
+            for message in queued:  # back on the queue, for billing
+                await message.nack(requeue=True)
     finally:
         platform.start("billing")
 
-    order_id = sentinel.json()["order_id"]
     await eventually(
         lambda: stored_order(orders_db, order_id), within=15, message="sentinel stored"
     )
     assert await orders_db.fetchval("SELECT count(*) FROM orders") == 1
 
 
-async def queue_depth(queue) -> int:
-    declared = await queue.channel.declare_queue(queue.name, passive=True)
-    return declared.declaration_result.message_count
+async def messages_up_to(queue, message_id: str, within: float) -> list:
+    """The messages on `queue` (unacknowledged, in order) up to the one with `message_id`."""
+    taken: list = []
+
+    async def sentinel_taken() -> bool:
+        while message := await queue.get(no_ack=False, fail=False):
+            taken.append(message)
+            if message.message_id == message_id:
+                return True
+        return False
+
+    await eventually(sentinel_taken, within=within, message=f"message {message_id} on the queue")
+    return taken
 
 
 async def test_gateway_health_and_offline_docs(gateway):

@@ -12,6 +12,10 @@ import pytest
 from aiohttp import web
 
 BROKER_DOWN = {"error": "message broker unavailable"}
+# Timeouts of the gateways under test: a short one that a test waits for, and long ones that a
+# test shows were not waited for.
+PUBLISH_TIMEOUT = 1.0
+LONG_TIMEOUT = 10.0
 
 
 @pytest.fixture
@@ -229,10 +233,14 @@ async def test_unroutable_order_is_503_not_200(gateway, amqp, queue_name):
     assert response.json() == BROKER_DOWN
 
 
-async def test_broker_unreachable_is_503_fast_and_movies_still_served(
+async def test_broker_unreachable_is_503_at_once_and_movies_still_served(
     gateway_factory, unused_port, inventory
 ):
-    async with gateway_factory(RABBITMQ_PORT=unused_port(), INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(
+        RABBITMQ_PORT=unused_port(),
+        INVENTORY_URLS=inventory.url,
+        GATEWAY_PUBLISH_TIMEOUT=LONG_TIMEOUT,
+    ) as gw:
         started = time.monotonic()
         response = await gw.client.post(
             "/api/billing", json={"user_id": 1, "number_of_items": 1, "total_amount": 1}
@@ -241,7 +249,7 @@ async def test_broker_unreachable_is_503_fast_and_movies_still_served(
         movies = await gw.client.get("/api/movies/1")
     assert response.status_code == 503
     assert response.json() == BROKER_DOWN
-    assert elapsed < 0.5
+    assert elapsed < LONG_TIMEOUT  # known to be down: not waited for within the publish timeout
     assert movies.status_code == 200
 
 
@@ -251,7 +259,10 @@ async def test_broker_down_at_boot_then_up_then_cut_then_back(
     relay = relay_factory(unused_port())
     order = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
     async with gateway_factory(
-        RABBITMQ_HOST="127.0.0.1", RABBITMQ_PORT=relay.port, BILLING_QUEUE=queue_name
+        RABBITMQ_HOST="127.0.0.1",
+        RABBITMQ_PORT=relay.port,
+        BILLING_QUEUE=queue_name,
+        GATEWAY_PUBLISH_TIMEOUT=LONG_TIMEOUT,
     ) as gw:
         down = await gw.client.post("/api/billing", json=order)
         assert down.status_code == 503  # broker absent at boot: the gateway serves anyway
@@ -268,7 +279,7 @@ async def test_broker_down_at_boot_then_up_then_cut_then_back(
         started = time.monotonic()
         cut = await gw.client.post("/api/billing", json=order)
         assert cut.status_code == 503
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < LONG_TIMEOUT  # not waited for: known to be down
 
         await relay.start()  # back: the robust connection reconnects by itself
         await poll(lambda: gw.publisher.connected, 15, "the robust reconnect")
@@ -306,7 +317,7 @@ async def test_missing_confirm_is_503_after_the_publish_timeout(
     async with gateway_factory(
         RABBITMQ_HOST="127.0.0.1",
         RABBITMQ_PORT=relay.port,
-        GATEWAY_PUBLISH_TIMEOUT=1.0,
+        GATEWAY_PUBLISH_TIMEOUT=PUBLISH_TIMEOUT,
         BILLING_QUEUE=queue_name,
     ) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
@@ -316,10 +327,10 @@ async def test_missing_confirm_is_503_after_the_publish_timeout(
             "/api/billing", json={"user_id": 1, "number_of_items": 1, "total_amount": 1}
         )
         elapsed = time.monotonic() - started
-        relay.flowing.set()
+        relay.flowing.set()  # only now may the confirm arrive: the 503 came without it
     assert response.status_code == 503
     assert response.json() == BROKER_DOWN
-    assert 0.9 < elapsed < 3
+    assert elapsed >= PUBLISH_TIMEOUT  # the confirm was waited for, the publish timeout long
 
 
 # --- GET /api/billing/{order_id} ------------------------------------------------------------------
@@ -384,12 +395,14 @@ async def test_unknown_order_is_404(gateway_factory, billing):
 
 
 async def test_billing_unreachable_is_503(gateway_factory, unused_port):
-    async with gateway_factory(BILLING_URL=f"http://127.0.0.1:{unused_port()}") as gw:
+    async with gateway_factory(
+        BILLING_URL=f"http://127.0.0.1:{unused_port()}", GATEWAY_CONNECT_TIMEOUT=LONG_TIMEOUT
+    ) as gw:
         started = time.monotonic()
         response = await gw.client.get(f"/api/billing/{uuid.uuid4()}")
     assert response.status_code == 503
     assert response.json() == {"error": "billing unreachable"}
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < LONG_TIMEOUT  # refused: not retried until the timeout
 
 
 async def test_billing_errors_and_timeouts_are_mapped(gateway_factory, billing):
