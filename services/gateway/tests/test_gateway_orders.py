@@ -93,7 +93,7 @@ async def test_queue_is_declared_as_a_durable_quorum_queue(gateway, settings, qu
         ({"user_id": "20", "number_of_items": "3", "total_amount": "20"}, (20, 3, "20.00")),
         ({"user_id": 1, "number_of_items": 1, "total_amount": 0}, (1, 1, "0.00")),
         ({"user_id": 5, "number_of_items": 2.0, "total_amount": 19.99}, (5, 2, "19.99")),
-        ({"user_id": " 9 ", "number_of_items": 1, "total_amount": "-0"}, (9, 1, "0.00")),
+        ({"user_id": "009", "number_of_items": 1, "total_amount": "0.0"}, (9, 1, "0.00")),
         (
             {"user_id": 2**31 - 1, "number_of_items": 1, "total_amount": "9999999999.99"},
             (2**31 - 1, 1, "9999999999.99"),
@@ -130,6 +130,15 @@ async def test_numbers_as_strings_are_coerced(
         ({"user_id": 1, "number_of_items": 1, "total_amount": "abc"}, "total_amount"),
         ({"user_id": 1, "number_of_items": 1, "total_amount": "NaN"}, "total_amount"),
         ({"user_id": 1, "number_of_items": 1, "total_amount": False}, "total_amount"),
+        # numeric strings are ASCII digits (and one dot): no sign, space, exponent, underscore
+        ({"user_id": " 12 ", "number_of_items": 1, "total_amount": 1}, "user_id"),
+        ({"user_id": "+1", "number_of_items": 1, "total_amount": 1}, "user_id"),
+        ({"user_id": 1, "number_of_items": "1e3", "total_amount": 1}, "number_of_items"),
+        ({"user_id": 1, "number_of_items": "\u0661\u0662", "total_amount": 1}, "number_of_items"),
+        ({"user_id": 1, "number_of_items": 1, "total_amount": "1_000"}, "total_amount"),
+        ({"user_id": 1, "number_of_items": 1, "total_amount": "-0"}, "total_amount"),
+        ({"user_id": 1, "number_of_items": 1, "total_amount": "1e3"}, "total_amount"),
+        ({"user_id": 1, "number_of_items": 1, "total_amount": " 12 "}, "total_amount"),
     ],
 )
 async def test_invalid_orders_are_422_and_not_published(

@@ -1,6 +1,7 @@
 """Order shapes and their validation: pure functions, shared by the HTTP API and the consumer.
 
-Numbers may arrive as JSON numbers or strings ("20" -> 20); booleans are never numbers.
+The fields' syntax is crud_common.orders' (the gateway's too): numbers may arrive as JSON
+numbers or digit strings ("20" -> 20); booleans are never numbers.
 The queue's hot path (`parse_order_message`) applies the same field functions without building a
 pydantic model, and leaves anything unusual (and every error) to the model, so both paths accept,
 coerce and reject exactly alike.
@@ -10,17 +11,14 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, NamedTuple
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from crud_common.orders import OrderFields, amount_text, to_amount, to_count
+from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 
-MAX_INT = 2**31 - 1
-MAX_AMOUNT = Decimal(10) ** 10  # NUMERIC(12,2) holds values below 10^10
-CENT = Decimal("0.01")
-_INTEGER = re.compile(r"[+]?0*(\d+)")  # group 1: the digits without leading zeros
 # The canonical text form of a UUID: for it, UUID(text) is what the model's UUID field gives.
 _CANONICAL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -31,52 +29,6 @@ class InvalidOrder(ValueError):
     """A message that can never be stored; the text says what is wrong."""
 
 
-def to_positive_int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError("must be a positive integer, not a boolean")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and (digits := _INTEGER.fullmatch(value.strip())):
-        # Any number of digits; more than MAX_INT has is out of range, never parsed (int() of
-        # thousands of digits is slow, and refused past 4300).
-        number = int(digits[1]) if len(digits[1]) <= len(str(MAX_INT)) else MAX_INT + 1
-    else:
-        raise ValueError("must be a positive integer")
-    if not 0 < number <= MAX_INT:
-        raise ValueError(f"must be between 1 and {MAX_INT}")
-    return number
-
-
-def to_amount(value: object) -> Decimal:
-    if isinstance(value, bool):
-        raise ValueError("must be a decimal number, not a boolean")
-    if isinstance(value, float):
-        text = repr(value)
-    elif isinstance(value, int | str):
-        text = str(value).strip()
-    else:
-        raise ValueError("must be a decimal number")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError("must be a decimal number") from None
-    if not amount.is_finite():
-        raise ValueError("must be a finite decimal number")
-    if amount < 0:
-        raise ValueError("must not be negative")
-    if amount >= MAX_AMOUNT:
-        raise ValueError("must be less than 10000000000")
-    if amount != amount.quantize(CENT):
-        raise ValueError("must have at most 2 decimal places")
-    return abs(amount.quantize(CENT))  # abs turns -0.00 into 0.00
-
-
-PositiveInt = Annotated[int, BeforeValidator(to_positive_int)]
-Amount = Annotated[Decimal, BeforeValidator(to_amount)]
-
-
 class NewOrder(NamedTuple):
     order_id: UUID
     user_id: int
@@ -84,14 +36,11 @@ class NewOrder(NamedTuple):
     total_amount: Decimal
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(OrderFields):
     """What a client or a message sends; `order_id` is optional."""
 
     model_config = ConfigDict(extra="ignore")
 
-    user_id: PositiveInt
-    number_of_items: PositiveInt
-    total_amount: Amount
     order_id: UUID | None = None
 
     def to_new_order(self) -> NewOrder:
@@ -105,7 +54,7 @@ class OrderPublic(BaseModel):
     order_id: UUID
     user_id: int
     number_of_items: int
-    total_amount: Annotated[Decimal, PlainSerializer(lambda d: f"{d:.2f}", return_type=str)]
+    total_amount: Annotated[Decimal, PlainSerializer(amount_text, return_type=str)]
     created_at: datetime
 
 
@@ -140,8 +89,8 @@ def _order_fields(data: dict[str, Any]) -> tuple[UUID | None, int, int, Decimal]
     try:
         return (
             order_id,
-            to_positive_int(data["user_id"]),
-            to_positive_int(data["number_of_items"]),
+            to_count(data["user_id"]),
+            to_count(data["number_of_items"]),
             to_amount(data["total_amount"]),
         )
     except (KeyError, ValueError):
