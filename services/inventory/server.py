@@ -20,7 +20,8 @@ def main() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
-            "inventory.app:app",
+            "inventory.app:create_app",  # each worker builds its app
+            factory=True,
             host=settings.inventory_host,
             port=settings.inventory_port,
             workers=settings.inventory_workers,

@@ -128,6 +128,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _route(app, "/api/orders/{order_id}", get_order, "GET")
     _route(app, "/health", health, "GET")
     return app
-
-
-app = create_app()

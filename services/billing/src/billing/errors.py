@@ -27,11 +27,6 @@ class OrderNotFound(BillingError):
     message = "order not found"
 
 
-class DatabaseUnavailable(BillingError):
-    status_code = 503
-    message = "database unreachable"
-
-
 def error_response(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
@@ -53,7 +48,7 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database unreachable: %s", exc)
-    return error_response(503, DatabaseUnavailable.message)
+    return error_response(503, "database unreachable")
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

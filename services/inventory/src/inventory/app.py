@@ -242,6 +242,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 variant, endpoint, methods=[method], include_in_schema=in_schema, **options
             )
     return app
-
-
-app = create_app()
