@@ -2,9 +2,11 @@
 
 import asyncio
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -82,7 +84,9 @@ async def eventually(probe, within: float, interval: float = 0.05, message: str 
         await asyncio.sleep(interval)
 
 
-async def run_billing_cli(platform_env: dict[str, str], *args: str) -> tuple[int, str, str]:
+async def run_billing_cli(
+    platform_env: dict[str, str], *args: str, within: float = 60
+) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -93,7 +97,7 @@ async def run_billing_cli(platform_env: dict[str, str], *args: str) -> tuple[int
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    out, err = await asyncio.wait_for(process.communicate(), within)
     return await process.wait(), out.decode(), err.decode()  # wait() gives the exit code
 
 
@@ -114,3 +118,87 @@ async def queue_depth(channel, name: str) -> int:
     """Ready messages (passive declare: what /health reports as queue_depth)."""
     queue = await channel.declare_queue(name, passive=True)
     return queue.declaration_result.message_count or 0
+
+
+# --- a steady stream of orders through the gateway ---------------------------------------------
+@dataclass
+class Answer:
+    started: float
+    taken: float
+    status: int  # 0: no answer (transport error or client timeout)
+    order_id: str | None = None
+
+    @property
+    def ended(self) -> float:
+        return self.started + self.taken
+
+
+@dataclass
+class OrderStream:
+    """Client threads POSTing orders one after another, each answer recorded. Threads, so that
+    the test's own blocking steps (starting a node takes seconds) never pause the stream."""
+
+    url: str
+    clients: int = 4
+    answers: list[Answer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> "OrderStream":
+        self._threads = [
+            threading.Thread(target=self._post, args=(n,), daemon=True) for n in range(self.clients)
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _post(self, n: int) -> None:
+        order = {"user_id": n + 1, "number_of_items": 1, "total_amount": "1.50"}
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = client.post("/api/billing", json=order)
+                except httpx.HTTPError:
+                    self.answers.append(Answer(started, time.monotonic() - started, 0))
+                    continue
+                order_id = response.json().get("order_id") if response.status_code == 200 else None
+                self.answers.append(
+                    Answer(started, time.monotonic() - started, response.status_code, order_id)
+                )
+                self._stop.wait(0.005)
+
+    def with_status(self, status: int, since: float = 0) -> list[Answer]:
+        return [a for a in list(self.answers) if a.status == status and a.started >= since]
+
+    @property
+    def accepted_ids(self) -> list[str]:
+        return [a.order_id for a in self.with_status(200) if a.order_id]
+
+
+async def storing(orders_db, more_than: int) -> bool:
+    return await count_orders(orders_db) > more_than
+
+
+async def assert_every_200_stored_once(
+    orders_db, stream: OrderStream, also: Iterable[str] = ()
+) -> list[str]:
+    """Every order answered 200 (and those in `also`, accepted otherwise) ends up stored, once;
+    beyond them only orders answered 503 (not confirmed in time, maybe taken after all)."""
+    accepted = stream.accepted_ids
+    assert len(accepted) == len(set(accepted))
+    expected = set(accepted) | set(also)
+    await eventually(
+        lambda: storing(orders_db, len(expected) - 1), within=90, message="every 200 stored"
+    )
+    stored = await stored_ids(orders_db)
+    assert len(stored) == len(set(stored)), "an order was stored twice"
+    missing = expected - set(stored)
+    assert not missing, f"{len(missing)} accepted orders were lost, e.g. {sorted(missing)[:3]}"
+    assert len(stored) - len(expected) <= len(stream.with_status(503))
+    return stored

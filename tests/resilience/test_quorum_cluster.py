@@ -6,18 +6,24 @@ while no quorum exists, and neither service is restarted."""
 import asyncio
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from platform_processes import Platform
 from private_nodes import RabbitCluster, RabbitNode, free_port, private_root
-from resilience_support import DLQ, QUEUE, count_orders, eventually, start_gateway, stored_ids
+from resilience_support import (
+    DLQ,
+    QUEUE,
+    OrderStream,
+    assert_every_200_stored_once,
+    count_orders,
+    eventually,
+    start_gateway,
+    storing,
+)
 
 PUBLISH_TIMEOUT = 5.0  # GATEWAY_PUBLISH_TIMEOUT, the default
 CONNECTED = re.compile(r"connected to the broker 127\.0\.0\.1:(\d+)")
@@ -69,88 +75,9 @@ def platform(tmp_path: Path, cluster: RabbitCluster, postgres, orders_db) -> Ite
         running.stop_all()
 
 
-@dataclass
-class Answer:
-    started: float
-    taken: float
-    status: int  # 0: no answer (transport error or client timeout)
-    order_id: str | None = None
-
-    @property
-    def ended(self) -> float:
-        return self.started + self.taken
-
-
-@dataclass
-class OrderStream:
-    """Client threads POSTing orders one after another, each answer recorded. Threads, so that
-    the test's own blocking steps (starting a node takes seconds) never pause the stream."""
-
-    url: str
-    clients: int = 4
-    answers: list[Answer] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> "OrderStream":
-        self._threads = [
-            threading.Thread(target=self._post, args=(n,), daemon=True) for n in range(self.clients)
-        ]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _post(self, n: int) -> None:
-        order = {"user_id": n + 1, "number_of_items": 1, "total_amount": "1.50"}
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = client.post("/api/billing", json=order)
-                except httpx.HTTPError:
-                    self.answers.append(Answer(started, time.monotonic() - started, 0))
-                    continue
-                order_id = response.json().get("order_id") if response.status_code == 200 else None
-                self.answers.append(
-                    Answer(started, time.monotonic() - started, response.status_code, order_id)
-                )
-                self._stop.wait(0.005)
-
-    def with_status(self, status: int, since: float = 0) -> list[Answer]:
-        return [a for a in list(self.answers) if a.status == status and a.started >= since]
-
-    @property
-    def accepted_ids(self) -> list[str]:
-        return [a.order_id for a in self.with_status(200) if a.order_id]
-
-
 def consumer_node(platform: Platform, cluster: RabbitCluster) -> RabbitNode:
     """The node billing is connected to now (its last "connected to the broker" log line)."""
     return cluster.by_port(int(CONNECTED.findall(platform.log("billing"))[-1]))
-
-
-async def storing(orders_db, more_than: int) -> bool:
-    return await count_orders(orders_db) > more_than
-
-
-async def assert_every_200_stored_once(orders_db, stream: OrderStream) -> list[str]:
-    accepted = stream.accepted_ids
-    await eventually(
-        lambda: storing(orders_db, len(accepted) - 1), within=90, message="every 200 stored"
-    )
-    stored = await stored_ids(orders_db)
-    assert len(stored) == len(set(stored)), "an order was stored twice"
-    missing = set(accepted) - set(stored)
-    assert not missing, f"{len(missing)} orders answered 200 were lost, e.g. {sorted(missing)[:3]}"
-    assert len(accepted) == len(set(accepted))
-    # Beyond the 200s, only orders answered 503 (not confirmed in time: maybe taken after all).
-    assert len(stored) - len(accepted) <= len(stream.with_status(503))
-    return stored
 
 
 async def test_orders_survive_killing_the_leader_then_the_consumers_node(
