@@ -155,7 +155,7 @@ async def test_two_nodes_down_is_503_fast_and_one_back_recovers(platform, cluste
         )
         assert max(a.taken for a in stream.with_status(503)) < PUBLISH_TIMEOUT + 1
         settled = [a.taken for a in stream.with_status(503, since=later)]
-        assert max(settled) < 0.5, sorted(settled)[-10:]
+        assert max(settled) < 1, sorted(settled)[-10:]  # not waiting for a confirm
         assert not stream.with_status(200, since=no_quorum)  # no confirm without a quorum
 
         back = time.monotonic()

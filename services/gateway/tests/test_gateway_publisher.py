@@ -26,14 +26,14 @@ async def test_a_node_that_stops_confirming_costs_one_503_then_orders_go_to_the_
         started = time.monotonic()
         stalled = await gw.client.post("/api/billing", json=ORDER)
         assert stalled.status_code == 503
-        assert 0.9 < time.monotonic() - started < 1.5  # the publish timeout, not more
+        assert 0.9 < time.monotonic() - started < 1.9  # waited for the confirm, no longer
 
         started = time.monotonic()
         answers = await asyncio.gather(
             *(gw.client.post("/api/billing", json=ORDER) for _ in range(5))
         )
         assert [a.status_code for a in answers] == [200] * 5  # the first node is still stalled
-        assert time.monotonic() - started < 1.5  # each within its own publish timeout
+        assert time.monotonic() - started < 1.9  # within one publish timeout
         assert second._writers  # through the second node
         # The broker did take the order answered 503 (its confirm was what got lost): a 503
         # says "not known to be taken", the client may retry. The 200s are all there.
@@ -63,6 +63,6 @@ async def test_every_order_in_flight_on_a_stalled_node_is_answered_within_the_ti
             return response.status_code, time.monotonic() - started
 
         answers = await asyncio.gather(*(timed() for _ in range(20)))
-        assert max(taken for _, taken in answers) < 1.5
+        assert max(taken for _, taken in answers) < 1.9  # one publish timeout, not two
         assert {status for status, _ in answers} <= {200, 503}
         first.flowing.set()
