@@ -23,12 +23,13 @@ COUNT_PATTERN = r"^[0-9]+$"
 AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
 _COUNT = re.compile(r"0*([0-9]+)")  # group 1: the digits without leading zeros
 _AMOUNT = re.compile(AMOUNT_PATTERN)
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # to say which rule a decimal string breaks
 
 
 def to_count(value: object) -> int:
     """A positive 32-bit integer from a JSON integer, integral float or digit string."""
     if isinstance(value, bool):
-        raise ValueError("must be an integer, not a boolean")
+        raise ValueError("must be a positive integer, not a boolean")
     if isinstance(value, int):
         number = value
     elif isinstance(value, float):
@@ -41,7 +42,7 @@ def to_count(value: object) -> int:
         significant = digits[1]
         number = int(significant) if len(significant) <= len(str(MAX_COUNT)) else MAX_COUNT + 1
     else:
-        raise ValueError("must be an integer or a string of digits")
+        raise ValueError("must be a positive integer or a string of digits")
     if not 1 <= number <= MAX_COUNT:
         raise ValueError(f"must be between 1 and {MAX_COUNT}")
     return number
@@ -59,19 +60,25 @@ def to_amount(value: object) -> Decimal:
         amount = Decimal(repr(value))  # the shortest text of the float: 0.1 is 0.1
         if not amount.is_finite():
             raise ValueError("must be a finite number")
-    elif isinstance(value, str) and _AMOUNT.fullmatch(value):
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+        if value.startswith("-"):
+            raise ValueError(_range_error(negative=True))  # "-0" too: strings carry no sign
         amount = Decimal(value)
     else:
         raise ValueError('must be a number or a string of digits with at most 2 decimals ("20.50")')
     if not 0 <= amount < MAX_AMOUNT:
         raise ValueError(_range_error(amount < 0))
-    if amount != amount.quantize(CENT):
+    if isinstance(value, str):  # as written: "20.500" has 3 decimals
+        exact = _AMOUNT.fullmatch(value) is not None
+    else:
+        exact = amount == amount.quantize(CENT)
+    if not exact:
         raise ValueError("must have at most 2 decimal places")
     return abs(amount.quantize(CENT))  # abs turns -0.00 (from the float -0.0) into 0.00
 
 
 def _range_error(negative: bool) -> str:
-    return "must be greater than or equal to 0" if negative else "must be less than 10000000000"
+    return "must not be negative" if negative else "must be less than 10000000000"
 
 
 Count = Annotated[
