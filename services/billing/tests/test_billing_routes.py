@@ -59,17 +59,17 @@ async def test_unknown_or_invalid_order_ids_are_404_json(
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({**ORDER, "user_id": 0}, "body.user_id"),
-        ({**ORDER, "user_id": "abc"}, "body.user_id"),
-        ({**ORDER, "user_id": True}, "body.user_id"),
-        ({**ORDER, "number_of_items": -2}, "body.number_of_items"),
-        ({**ORDER, "number_of_items": 1.5}, "body.number_of_items"),
-        ({**ORDER, "total_amount": "-0.01"}, "body.total_amount"),
-        ({**ORDER, "total_amount": "1.001"}, "body.total_amount"),
-        ({**ORDER, "total_amount": "1e12"}, "body.total_amount"),
-        ({**ORDER, "total_amount": None}, "body.total_amount"),
-        ({**ORDER, "order_id": "nope"}, "body.order_id"),
-        ({"user_id": 1, "total_amount": "1"}, "body.number_of_items"),
+        ({**ORDER, "user_id": 0}, ["body", "user_id"]),
+        ({**ORDER, "user_id": "abc"}, ["body", "user_id"]),
+        ({**ORDER, "user_id": True}, ["body", "user_id"]),
+        ({**ORDER, "number_of_items": -2}, ["body", "number_of_items"]),
+        ({**ORDER, "number_of_items": 1.5}, ["body", "number_of_items"]),
+        ({**ORDER, "total_amount": "-0.01"}, ["body", "total_amount"]),
+        ({**ORDER, "total_amount": "1.001"}, ["body", "total_amount"]),
+        ({**ORDER, "total_amount": "1e12"}, ["body", "total_amount"]),
+        ({**ORDER, "total_amount": None}, ["body", "total_amount"]),
+        ({**ORDER, "order_id": "nope"}, ["body", "order_id"]),
+        ({"user_id": 1, "total_amount": "1"}, ["body", "number_of_items"]),
     ],
 )
 async def test_invalid_orders_are_422_with_details(
@@ -79,7 +79,7 @@ async def test_invalid_orders_are_422_with_details(
     assert response.status_code == 422
     body = response.json()
     assert body["error"] == "invalid order"
-    assert field in {detail["loc"] for detail in body["details"]}
+    assert field in [detail["loc"] for detail in body["details"]]
     assert await pool.fetchval("SELECT count(*) FROM orders") == 0
 
 

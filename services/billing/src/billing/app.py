@@ -2,11 +2,12 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from crud_common.routes import add_route
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -97,14 +98,6 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-def _route(
-    app: FastAPI, path: str, endpoint: Callable[..., Any], method: str, **kwargs: Any
-) -> None:
-    """Register `path` and `path/` (no redirects; the slash variant stays out of the schema)."""
-    app.add_api_route(path, endpoint, methods=[method], **kwargs)
-    app.add_api_route(path + "/", endpoint, methods=[method], include_in_schema=False, **kwargs)
-
-
 class BillingApp(FastAPI):
     """FastAPI wrapped, outside even its error middleware, by `Observe` (request id, metrics),
     so that every response, a 500 included, carries X-Request-ID and is counted."""
@@ -124,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_handlers(app)
-    _route(app, "/api/orders", create_order, "POST", status_code=201)
-    _route(app, "/api/orders/{order_id}", get_order, "GET")
-    _route(app, "/health", health, "GET")
+    add_route(app.router, "/api/orders", create_order, "POST", status_code=201)
+    add_route(app.router, "/api/orders/{order_id}", get_order, "GET")
+    add_route(app.router, "/health", health, "GET")
     return app

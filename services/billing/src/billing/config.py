@@ -3,36 +3,31 @@
 from functools import lru_cache
 
 from crud_common.brokers import broker_addresses
-from pydantic import SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-PLACEHOLDER = "generate-me"
+from crud_common.settings import PLACEHOLDER_SECRET, ServiceSettings
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
-
-    app_env: str = "development"
-    log_level: str = "INFO"
+class Settings(ServiceSettings):
+    """Billing settings (the convention is crud_common.settings')."""
 
     billing_host: str = "0.0.0.0"
-    billing_port: int = 8081
+    billing_port: int = Field(default=8081, ge=1, le=65535)
 
     billing_db_host: str = "127.0.0.1"
-    billing_db_port: int = 5432
+    billing_db_port: int = Field(default=5432, ge=1, le=65535)
     billing_db_name: str = "orders"
     billing_db_user: str = "orders_user"
     billing_db_password: SecretStr
 
     # Unacked deliveries at most; above the batch size, the next batch arrives during a commit.
-    billing_prefetch: int = 1000
+    billing_prefetch: int = Field(default=1000, ge=1)
     # Largest batch stored in one transaction, and how long to wait for it to fill.
-    billing_batch_size: int = 500
-    billing_batch_linger: float = 0.02
+    billing_batch_size: int = Field(default=500, ge=1)
+    billing_batch_linger: float = Field(default=0.02, ge=0)
 
     # One broker, or the nodes of a cluster: "host[:port], host[:port], ..." (port: rabbitmq_port).
     rabbitmq_host: str = "127.0.0.1"
-    rabbitmq_port: int = 5672
+    rabbitmq_port: int = Field(default=5672, ge=1, le=65535)
     rabbitmq_vhost: str = "crud_master"
     rabbitmq_user: str = "crud_master"
     rabbitmq_password: SecretStr
@@ -59,7 +54,7 @@ class Settings(BaseSettings):
         # Per field: an error shows this value only (the placeholder), never the other settings.
         if info.data.get("app_env") == "production" and value.get_secret_value() in (
             "",
-            PLACEHOLDER,
+            PLACEHOLDER_SECRET,
         ):
             raise ValueError("must be set to a real secret in production")
         return value

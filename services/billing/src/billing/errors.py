@@ -2,24 +2,19 @@
 
 import logging
 
+from crud_common import errors as common
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from billing.db import UNAVAILABLE
-from billing.schemas import error_details
 
 log = logging.getLogger(__name__)
 
 
-class BillingError(Exception):
-    status_code = 500
-    message = "internal error"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
+class BillingError(common.ServiceError):
+    pass
 
 
 class OrderNotFound(BillingError):
@@ -27,23 +22,27 @@ class OrderNotFound(BillingError):
     message = "order not found"
 
 
-def error_response(status: int, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def error_response(
+    status: int, message: str, details: list[dict[str, object]] | None = None
+) -> JSONResponse:
+    return JSONResponse(common.error_body(message, details), status_code=status)
 
 
 async def _billing_error(_: Request, exc: BillingError) -> JSONResponse:
-    return error_response(exc.status_code, exc.message)
+    return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
 async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
-    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+    message = common.http_error_message(exc.status_code, exc.detail)
+    return JSONResponse(
+        common.error_body(message), status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    if any(error.get("type") == "json_invalid" for error in exc.errors()):
-        return error_response(400, "malformed JSON body")
-    return error_response(422, "invalid order", details=error_details(exc.errors()))
+    if common.is_malformed_json(exc.errors()):
+        return error_response(400, common.MALFORMED_JSON)
+    return error_response(422, "invalid order", common.validation_details(exc.errors()))
 
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -53,7 +52,7 @@ async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal error")
+    return error_response(500, common.INTERNAL_ERROR)
 
 
 def install_handlers(app: FastAPI) -> None:

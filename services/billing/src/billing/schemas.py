@@ -58,15 +58,13 @@ class OrderPublic(BaseModel):
     created_at: datetime
 
 
-def error_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Pydantic errors in plain form: [{"loc": "body.user_id", "msg": "..."}]."""
-    return [
-        {
-            "loc": ".".join(str(part) for part in error["loc"]),
-            "msg": str(error["msg"]).removeprefix("Value error, "),
-        }
+def _reason(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Why a message can never be stored: "user_id: must be ...; number_of_items: ..."."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: "
+        f"{str(error['msg']).removeprefix('Value error, ')}"
         for error in errors
-    ]
+    )
 
 
 def parse_order_id(text: str) -> UUID | None:
@@ -114,8 +112,7 @@ def parse_order_message(body: bytes, message_id: str | None = None) -> NewOrder:
         try:
             order = OrderCreate.model_validate(data)
         except ValidationError as exc:
-            reason = "; ".join(f"{d['loc']}: {d['msg']}" for d in error_details(exc.errors()))
-            raise InvalidOrder(reason) from None
+            raise InvalidOrder(_reason(exc.errors())) from None
         fields = (order.order_id, order.user_id, order.number_of_items, order.total_amount)
     order_id, user_id, number_of_items, total_amount = fields
     if order_id is None:

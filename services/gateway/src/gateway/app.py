@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import aiohttp
+from crud_common.routes import add_route
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi_offline import FastAPIOffline
 
@@ -44,10 +45,7 @@ def _both(router: APIRouter, path: str, method: str, **kwargs: Any) -> Callable[
     """Registers a route with and without the trailing slash (the latter undocumented)."""
 
     def register(endpoint: Any) -> Any:
-        router.add_api_route(path, endpoint, methods=[method], **kwargs)
-        router.add_api_route(
-            path + "/", endpoint, methods=[method], include_in_schema=False, **kwargs
-        )
+        add_route(router, path, endpoint, method, **kwargs)
         return endpoint
 
     return register

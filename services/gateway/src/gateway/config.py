@@ -6,13 +6,15 @@ from typing import Literal
 from urllib.parse import quote
 
 from crud_common.brokers import broker_addresses
+from crud_common.settings import PLACEHOLDER_SECRET
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "generate-me"
-
 
 class Settings(BaseSettings):
+    """Gateway settings. Field names are the variables' names in upper case, unlike inventory's and
+    billing's (crud_common.settings), as the gateway's server code reads them."""
+
     model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
 
     APP_ENV: Literal["development", "production"] = "development"

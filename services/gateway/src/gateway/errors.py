@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 import orjson
+from crud_common import errors as common
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -12,14 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 
-class GatewayError(Exception):
-    status_code = 500
-    message = "internal error"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        if message:
-            self.message = message
+class GatewayError(common.ServiceError):
+    pass
 
 
 class BrokerUnavailable(GatewayError):
@@ -51,32 +46,30 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def error_response(status: int, message: str, **extra: Any) -> Response:
-    return json_response({"error": message, **extra}, status)
-
-
-def _plain_details(errors: Any) -> list[dict[str, Any]]:
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in errors]
+def error_response(
+    status: int, message: str, details: list[dict[str, Any]] | None = None
+) -> Response:
+    return json_response(common.error_body(message, details), status)
 
 
 async def _gateway_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc.status_code, exc.message)
+    return json_response(exc.body(), exc.status_code)
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(400, "malformed JSON body")
-    return error_response(422, "invalid request", details=_plain_details(errors))
+    if common.is_malformed_json(errors):
+        return error_response(400, common.MALFORMED_JSON)
+    return error_response(422, "invalid request", common.validation_details(errors))
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    messages = {404: "not found", 405: "method not allowed"}
-    message = messages.get(exc.status_code) or str(exc.detail)
-    response = error_response(exc.status_code, message)
+    response = error_response(
+        exc.status_code, common.http_error_message(exc.status_code, exc.detail)
+    )
     if exc.headers:
         response.headers.update(exc.headers)
     return response
@@ -84,7 +77,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal error")
+    return error_response(500, common.INTERNAL_ERROR)
 
 
 def install_error_handlers(app: FastAPI) -> None:

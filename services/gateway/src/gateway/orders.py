@@ -14,27 +14,28 @@ import logging
 from uuid import uuid4
 
 import orjson
+from crud_common.errors import MALFORMED_JSON, error_body, is_malformed_json, validation_details
 from pydantic import ValidationError
 
-from .errors import BrokerUnavailable
+from .errors import BrokerUnavailable, GatewayError
 from .metrics import Metrics
 from .publisher import OrderPublisher
 from .schemas import OrderCreate, order_message
 
 log = logging.getLogger(__name__)
 
-MALFORMED = b'{"error":"malformed JSON body"}'
-BROKER_DOWN = orjson.dumps({"error": BrokerUnavailable.message})
-INTERNAL = b'{"error":"internal error"}'
+MALFORMED = orjson.dumps(error_body(MALFORMED_JSON))
+BROKER_DOWN = orjson.dumps(BrokerUnavailable().body())
+INTERNAL = orjson.dumps(GatewayError().body())
 
 
 def invalid_order(exc: ValidationError) -> tuple[int, bytes]:
     """400 for malformed JSON, else 422 with each error's location in the body and message."""
     errors = exc.errors(include_url=False)
-    if any(e["type"] == "json_invalid" for e in errors):
+    if is_malformed_json(errors):
         return 400, MALFORMED
-    details = [{"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in errors]
-    return 422, orjson.dumps({"error": "invalid request", "details": details})
+    details = validation_details(errors, ("body",))
+    return 422, orjson.dumps(error_body("invalid request", details))
 
 
 class OrderIntake:

@@ -7,6 +7,7 @@ from urllib.parse import quote, urlencode
 
 import asyncpg
 import orjson
+from crud_common.routes import add_route
 from fastapi import FastAPI, Query, Request
 from fastapi.telemetry import TelemetryConfig
 from pydantic import AfterValidator, BaseModel, ValidationError
@@ -235,10 +236,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_handlers(app)
     for path, method, endpoint, options in _ROUTES:
-        # Each route answers with and without a trailing slash (the latter hidden from the
-        # schema), never with a redirect.
-        for variant, in_schema in ((path, True), (path + "/", False)):
-            app.router.add_api_route(
-                variant, endpoint, methods=[method], include_in_schema=in_schema, **options
-            )
+        add_route(app.router, path, endpoint, method, **options)
     return app

@@ -1,21 +1,13 @@
 """Typed settings read from the environment and the repository's .env (see .env.example)."""
 
 from functools import lru_cache
-from typing import Literal
 
+from crud_common.settings import PLACEHOLDER_SECRET, ServiceSettings
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-PLACEHOLDER_SECRET = "generate-me"
 
 
-class Settings(BaseSettings):
-    """Inventory settings; field names are the env var names (case-insensitive, no prefix)."""
-
-    model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
-
-    app_env: Literal["development", "production"] = "development"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+class Settings(ServiceSettings):
+    """Inventory settings (the convention is crud_common.settings')."""
 
     inventory_host: str = "0.0.0.0"
     inventory_port: int = Field(default=8080, ge=1, le=65535)

@@ -4,6 +4,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from crud_common import errors as common
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,18 +16,8 @@ from inventory.responses import JSONResponse
 log = logging.getLogger(__name__)
 
 
-class AppError(Exception):
-    status_code = 500
-
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def body(self) -> dict[str, Any]:
-        if self.details is None:
-            return {"error": self.message}
-        return {"error": self.message, "details": self.details}
+class AppError(common.ServiceError):
+    pass
 
 
 class MovieNotFound(AppError):
@@ -40,7 +31,7 @@ class MalformedJSON(AppError):
     status_code = 400
 
     def __init__(self) -> None:
-        super().__init__("malformed JSON body")
+        super().__init__(common.MALFORMED_JSON)
 
 
 class BodyTooLarge(AppError):
@@ -57,10 +48,7 @@ class ValidationFailed(AppError):
     def from_errors(
         cls, errors: Iterable[Any], prefix: Sequence[str | int] = ()
     ) -> "ValidationFailed":
-        details = [
-            {"loc": [*prefix, *error.get("loc", ())], "msg": str(error.get("msg", ""))}
-            for error in errors
-        ]
+        details = common.validation_details(errors, prefix)
         summary = "; ".join(
             f"{'.'.join(str(part) for part in d['loc']) or 'body'}: {d['msg']}" for d in details
         )
@@ -81,12 +69,9 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
 async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    if any(error.get("type") == "json_invalid" for error in errors):
+    if common.is_malformed_json(errors):
         return _error(400, MalformedJSON().body())
     return _error(422, ValidationFailed.from_errors(errors).body())
-
-
-_HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
 
 
 def _allowed_methods(request: Request) -> str:
@@ -101,22 +86,22 @@ def _allowed_methods(request: Request) -> str:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+    message = common.http_error_message(exc.status_code, exc.detail)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)
-    return _error(exc.status_code, {"error": message}, headers)
+    return _error(exc.status_code, common.error_body(message), headers)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable during %s %s: %r", request.method, request.url.path, exc)
-    return _error(503, {"error": "database unavailable"})
+    return _error(503, common.error_body("database unavailable"))
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises the exception after this response is sent, so the server (uvicorn)
     # logs the traceback once; logging it here too would print it twice.
-    return _error(500, {"error": "internal error"})
+    return _error(500, common.error_body(common.INTERNAL_ERROR))
 
 
 def install_handlers(app: FastAPI) -> None:
