@@ -169,6 +169,7 @@ class Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.request: Request | None = None  # being read
         self.hosts: list[bytes] = []
+        self.checked_host: bytes | None = None  # the last Host value check_host accepted
         self.transfer_encoding: list[bytes] = []
         self.expect: bytes | None = None
         self.upgrade = False
@@ -340,7 +341,11 @@ class Connection(asyncio.Protocol):
         if self.upgrade:
             raise BadRequest(400, "protocol upgrades are not supported")
         request.path, request.query = split_target(request.target)
-        request.host = check_host(self.hosts, http11)
+        hosts = self.hosts
+        if len(hosts) == 1 and hosts[0] == self.checked_host:
+            request.host = self.checked_host  # a keep-alive client sends the same Host again
+        else:
+            request.host = self.checked_host = check_host(hosts, http11)
         chunked = check_transfer_encoding(self.transfer_encoding, http11)
         request.keep_alive = http11 and parser.should_keep_alive()
         length = self.content_length

@@ -32,8 +32,8 @@ _REWRITTEN = frozenset(
     }
 )
 _NOT_COPIED_UP = HOP_BY_HOP | _REWRITTEN
-# Answer fields the gateway writes itself (framing, and its own request id).
-_NOT_COPIED_DOWN = HOP_BY_HOP | {b"content-length", b"x-request-id"}
+# Answer fields the gateway writes itself (framing, and its own request id): never relayed.
+NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"x-request-id"}
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Methods whose request carries a body by definition: Content-Length is always sent upstream.
@@ -41,8 +41,9 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 # origin-form (RFC 9112 §3.2.1): an absolute path of RFC 3986 pchars and "/", then a query of
 # visible ASCII without "#". httptools has refused spaces, controls and non-ASCII already.
+_PCHARS = b"-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~!$&'()*+,;=:@/"
 _PATH = re.compile(rb"/(?:[-A-Za-z0-9._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
-_QUERY = re.compile(rb"[!-\"$-~]*")
+_QUERY_CHARS = bytes(range(0x21, 0x7F)).replace(b"#", b"")
 # Escapes that would change how a server behind the gateway splits the path.
 _HIDDEN_SEPARATORS = re.compile(rb"%(?:2[fF]|5[cC]|00)")
 _DOT_SEGMENT = re.compile(rb"(?:^|/)\.\.?(?:/|$)")
@@ -63,7 +64,10 @@ def split_target(target: bytes) -> tuple[str, bytes]:
     """(decoded path for routing, raw query) of an origin-form target, or BadRequest: no
     absolute or authority form, no fragment, no dot-segment nor encoded "/", "\\" or NUL."""
     path, _, query = target.partition(b"?")
-    if _PATH.fullmatch(path) is None or _QUERY.fullmatch(query) is None:
+    # Deleting the allowed bytes leaves nothing in a plain path; escapes need the pattern.
+    if path[:1] != b"/" or query.translate(None, _QUERY_CHARS):
+        raise BadRequest(400, "invalid request target")
+    if path.translate(None, _PCHARS) and _PATH.fullmatch(path) is None:
         raise BadRequest(400, "invalid request target")
     if b"%" in path:
         if _HIDDEN_SEPARATORS.search(path):
@@ -102,39 +106,35 @@ def connection_tokens(values: list[bytes]) -> set[bytes]:
     return {token.strip().lower() for value in values for token in value.split(b",")}
 
 
-def upstream_head(
-    method: str,
-    target: bytes,
-    host: bytes,
-    headers: Headers,
-    named: set[bytes],
-    extra: Headers,
-    body_length: int,
-) -> bytes:
-    """The head of the request sent upstream: request line and Host of the gateway's own, the
-    client's end-to-end fields (less hop-by-hop ones, those `named` in Connection and those the
-    gateway rewrites), `extra` (X-Forwarded-*, X-Request-ID), and the body's Content-Length."""
-    parts = [method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+def end_to_end_fields(headers: Headers, named: set[bytes]) -> bytes:
+    """The client's fields the gateway passes on, as header lines: all but hop-by-hop ones, those
+    `named` in Connection, Proxy-* and those the gateway writes itself."""
+    parts = []
     for name, value in headers:
         if name in _NOT_COPIED_UP or name in named or name.startswith(b"proxy-"):
             continue
         parts += (name, b": ", value, b"\r\n")
-    for name, value in extra:
-        parts += (name, b": ", value, b"\r\n")
-    if body_length or method in _WITH_BODY:
-        parts += (b"content-length: ", b"%d" % body_length, b"\r\n")
-    parts.append(b"\r\n")
     return b"".join(parts)
 
 
+def upstream_head(
+    method: str, target: bytes, host: bytes, fields: bytes, body_length: int
+) -> bytes:
+    """The head of the request sent upstream: request line and Host of the gateway's own, the
+    `fields` lines (end_to_end_fields, then X-Forwarded-*, X-Request-ID) and the body's
+    Content-Length."""
+    if body_length or method in _WITH_BODY:
+        fields += b"content-length: %d\r\n" % body_length
+    return b"%s %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (method.encode(), target, host, fields)
+
+
 def relayed_headers(headers: Headers, connection: list[bytes]) -> Headers:
-    """An upstream answer's end-to-end fields: the client gets the gateway's own framing."""
-    named = connection_tokens(connection) if connection else ()
-    return [
-        (name, value)
-        for name, value in headers
-        if name not in _NOT_COPIED_DOWN and name not in named and not name.startswith(b"proxy-")
-    ]
+    """An answer's fields less those its Connection header names (the upstream client has left
+    out the NOT_RELAYED and Proxy-* ones already)."""
+    if not connection:
+        return headers
+    named = connection_tokens(connection)
+    return [(name, value) for name, value in headers if name not in named]
 
 
 def _status_line(status: int) -> bytes:

@@ -11,7 +11,7 @@ import logging
 import time
 
 from .http1 import Request, Response, error_response
-from .policy import connection_tokens, relayed_headers, upstream_head
+from .policy import connection_tokens, end_to_end_fields, relayed_headers, upstream_head
 from .upstream import (
     ConnectFailed,
     Disconnected,
@@ -53,23 +53,27 @@ class MoviesProxy:
             i for i in order if self._down_until[i] > now
         ]
 
-    def _extra(self, request: Request, rid: bytes) -> list[tuple[bytes, bytes]]:
-        """X-Forwarded-For (the client's chain, then its address), -Proto, -Host, X-Request-ID."""
+    def _fields(self, request: Request, rid: bytes) -> bytes:
+        """The client's end-to-end fields, then X-Forwarded-For (the client's chain, then its
+        address), -Proto, -Host and X-Request-ID."""
+        named = connection_tokens(request.connection) if request.connection else ()
+        fields = end_to_end_fields(request.headers, named)
         chain = [value for name, value in request.headers if name == b"x-forwarded-for"]
         chain.append(request.client.encode("latin-1"))
-        extra = [(b"x-forwarded-for", b", ".join(chain)), (b"x-forwarded-proto", self.scheme)]
+        fields += b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n" % (
+            b", ".join(chain),
+            self.scheme,
+        )
         if request.host is not None:
-            extra.append((b"x-forwarded-host", request.host))
-        extra.append((b"x-request-id", rid))
-        return extra
+            fields += b"x-forwarded-host: %s\r\n" % request.host
+        return fields + b"x-request-id: %s\r\n" % rid
 
     async def forward(self, request: Request, rid: bytes) -> Response:
         client = self.client
         if client is None:
             return error_response(502, "inventory unreachable", rid)
         method = request.method
-        named = connection_tokens(request.connection) if request.connection else set()
-        extra = self._extra(request, rid)
+        fields = self._fields(request, rid)
         body = request.body
         retry = method in IDEMPOTENT
         stale_retry = retry
@@ -78,13 +82,7 @@ class MoviesProxy:
         while True:
             index = order[position]
             head = upstream_head(
-                method,
-                request.target,
-                client.host_header(index),
-                request.headers,
-                named,
-                extra,
-                len(body),
+                method, request.target, client.host_header(index), fields, len(body)
             )
             try:
                 answer = await client.exchange(index, head + body, method == "HEAD")

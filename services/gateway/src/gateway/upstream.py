@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from .deadlines import Deadlines
-from .policy import Headers
+from .policy import NOT_RELAYED, Headers
 
 HIGH_WATER = 256 * 1024  # answer bytes buffered before reading from the upstream pauses
 WHOLE = 64 * 1024  # answers up to this size are relayed in one piece, larger ones streamed
@@ -89,10 +89,12 @@ class _Connection(asyncio.Protocol):
         self.in_flight = False
         self.waiter: asyncio.Future[None] | None = None
         self.soft = False  # the current wait's deadline only wakes the waiter
+        # One parser per connection: a connection is reused only after a whole answer, which
+        # leaves llhttp ready for the next one.
+        self.parser = httptools.HttpResponseParser(self)
         self._reset(False)
 
     def _reset(self, head_only: bool) -> None:
-        self.parser = httptools.HttpResponseParser(self)
         self.head_only = head_only  # answering a HEAD: no body follows its head
         self.status = 0
         self.headers: Headers = []
@@ -152,13 +154,15 @@ class _Connection(asyncio.Protocol):
             return  # trailer fields of a chunked body: dropped
         name = name.lower()
         value = value.strip(b" \t")
-        if name == b"content-length":
-            self.length = int(value)  # digits only: httptools checked it
-        elif name == b"transfer-encoding":
-            self.transfer_encoding.append(value)
-        elif name == b"connection":
-            self.connection.append(value)
-        self.headers.append((name, value))
+        if name in NOT_RELAYED:
+            if name == b"content-length":
+                self.length = int(value)  # digits only: httptools checked it
+            elif name == b"transfer-encoding":
+                self.transfer_encoding.append(value)
+            elif name == b"connection":
+                self.connection.append(value)
+        elif not name.startswith(b"proxy-"):
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -244,8 +248,10 @@ class _Connection(asyncio.Protocol):
 
 
 class Answer:
-    """An upstream answer: status and end-to-end material as parsed; `body` when it arrived
-    whole, else streamed by `chunks()`. `release()` once done with it."""
+    """An upstream answer: status, the end-to-end fields the gateway may relay (framing,
+    hop-by-hop and Proxy-* fields and the upstream's X-Request-ID left out already; those named
+    in `connection` not yet), and `body` when it arrived whole, else streamed by `chunks()`.
+    `release()` once done with it."""
 
     __slots__ = ("_client", "_conn", "_upstream", "body", "connection", "headers", "length")
 
@@ -332,7 +338,9 @@ class UpstreamClient:
         try:
             conn.transport.write(request)  # type: ignore[union-attr]
             if conn.reused and self.connect_timeout < self.read_timeout:
-                await self._check_alive(upstream, conn)
+                await conn.wait(self.connect_timeout, soft=True)
+                if not (conn.got_bytes or conn.closed or conn.error is not None):
+                    await self._check_alive(upstream, conn)
             while not conn.head_arrived():
                 if conn.got_bytes:
                     await conn.wait(self.read_timeout)
@@ -352,9 +360,6 @@ class UpstreamClient:
         """A pooled connection silent for the connect timeout may lead to a host that is cut
         off: if a new connection cannot be opened either, Unreachable (a fast 502) instead of
         waiting for the upstream timeout (504)."""
-        await conn.wait(self.connect_timeout, soft=True)
-        if conn.got_bytes or conn.closed or conn.error is not None:
-            return
         try:
             probe = await self._acquire_new(upstream)
         except ConnectFailed as exc:
