@@ -46,3 +46,10 @@ def test_a_negative_amount_says_it_is_negative(value: object) -> None:
 def test_a_too_large_amount_says_its_limit(value: object) -> None:
     with pytest.raises(ValueError, match=r"^must be less than 10000000000$"):
         to_amount(value)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_float_that_is_no_number_says_so(value: float) -> None:
+    # Not a range error: infinity is no amount (NaN is not even comparable).
+    with pytest.raises(ValueError, match=r"^must be a finite number$"):
+        to_amount(value)
