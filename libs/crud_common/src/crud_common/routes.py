@@ -6,6 +6,14 @@ from typing import Any
 
 from fastapi.routing import APIRouter
 
+# FastAPI's options for inventory's and billing's apps: no redirect to add or drop a slash, and
+# no docs pages (the public Swagger UI is the gateway's).
+BACKEND_APP_OPTIONS: dict[str, Any] = {
+    "redirect_slashes": False,
+    "docs_url": None,
+    "redoc_url": None,
+}
+
 
 def add_route(
     router: APIRouter, path: str, endpoint: Callable[..., Any], method: str, **options: Any

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from crud_common.routes import add_route
+from crud_common.routes import BACKEND_APP_OPTIONS, add_route
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -107,14 +107,7 @@ class BillingApp(FastAPI):
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = BillingApp(
-        title="billing",
-        version="0.1.0",
-        redirect_slashes=False,
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-    )
+    app = BillingApp(title="billing", version="0.1.0", lifespan=lifespan, **BACKEND_APP_OPTIONS)
     app.state.settings = settings
     install_handlers(app)
     add_route(app.router, "/api/orders", create_order, "POST", status_code=201)

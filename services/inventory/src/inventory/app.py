@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 
 import asyncpg
 import orjson
-from crud_common.routes import add_route
+from crud_common.routes import BACKEND_APP_OPTIONS, add_route
 from fastapi import FastAPI, Query, Request
 from fastapi.telemetry import TelemetryConfig
 from pydantic import AfterValidator, BaseModel, ValidationError
@@ -225,14 +225,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = InventoryApp(
         title="crud-master inventory",
         version="0.1.0",
-        redirect_slashes=False,
         lifespan=lifespan,
         default_response_class=JSONResponse,
-        docs_url=None,  # the public Swagger UI (offline) is the gateway's
-        redoc_url=None,
         # FastAPI's native OpenTelemetry hooks cost ~20 µs per request (environment look-ups
         # included) even with no provider configured; this service exports no telemetry.
         telemetry=NO_TELEMETRY,
+        **BACKEND_APP_OPTIONS,
     )
     install_handlers(app)
     for path, method, endpoint, options in _ROUTES:
