@@ -166,7 +166,9 @@ class Connection(asyncio.Protocol):
         self.client = ""
         self.deadline = math.inf
         self.queue: deque[Request | BadRequest] = deque()
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # answers requests (_answer_queue)
+        self.busy = False  # a request is being answered or waits in the queue
+        self.idle: asyncio.Future[None] | None = None  # the task's wait for the next request
         self.request: Request | None = None  # being read
         self.hosts: list[bytes] = []
         self.checked_host: bytes | None = None  # the last Host value check_host accepted
@@ -246,7 +248,7 @@ class Connection(asyncio.Protocol):
         self.eof = True
         if self.head_open or self.body_open:
             self.broken = True  # an unfinished request is dropped, never forwarded
-        if self.task is None:
+        if not self.busy:
             self._close()
         elif self.waiting is not None and self.waiting.http11:
             # Half-closed (still reading) or gone? Only a write tells: a client that closed
@@ -275,7 +277,7 @@ class Connection(asyncio.Protocol):
         """The deadline passed: 408 for a started request, else (idle, lingering) close."""
         if self.head_open or self.body_open:
             self._refuse(BadRequest(408, "request not received in time"))
-        elif self.task is None:
+        elif not self.busy:
             self._close()
 
     # --- httptools callbacks --------------------------------------------------------------------
@@ -358,7 +360,7 @@ class Connection(asyncio.Protocol):
             self.body_parts = []
             self.body_size = 0
             self.deadline = self.loop.time() + self.limits.body_timeout
-            if self.expect is not None and self.task is None and not self.queue:
+            if self.expect is not None and not self.busy:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
@@ -383,8 +385,13 @@ class Connection(asyncio.Protocol):
     # --- answering, in order ------------------------------------------------------------------
     def _enqueue(self, item: Request | BadRequest) -> None:
         self.queue.append(item)
-        if self.task is None:
-            self.task = self.loop.create_task(self._answer_queue())
+        if not self.busy:
+            self.busy = True
+            idle = self.idle
+            if self.task is None:
+                self.task = self.loop.create_task(self._answer_queue())
+            elif idle is not None and not idle.done():
+                idle.set_result(None)
         elif len(self.queue) >= MAX_PIPELINE and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
@@ -397,35 +404,42 @@ class Connection(asyncio.Protocol):
         self._enqueue(error)
 
     async def _answer_queue(self) -> None:
+        """The connection's one answering task: it answers what is queued, then waits for the
+        next request (a wake-up costs less than a task per request)."""
         try:
-            while self.queue:
-                item = self.queue.popleft()
-                if self.read_paused and len(self.queue) < MAX_PIPELINE // 2:
-                    self.read_paused = False
-                    self.transport.resume_reading()  # type: ignore[union-attr]
-                if isinstance(item, BadRequest):
-                    self._write_error(error_response(item.status, item.message))
-                    self._linger()
-                    return
-                self.waiting = item
-                response = await self.server.handler(item)
-                self.waiting = None
-                await self._write(item, response)
-                if not item.keep_alive or response.close or self.server.closing:
+            while True:
+                while self.queue:
+                    item = self.queue.popleft()
+                    if self.read_paused and len(self.queue) < MAX_PIPELINE // 2:
+                        self.read_paused = False
+                        self.transport.resume_reading()  # type: ignore[union-attr]
+                    if isinstance(item, BadRequest):
+                        self._write_error(error_response(item.status, item.message))
+                        self._linger()
+                        return
+                    self.waiting = item
+                    response = await self.server.handler(item)
+                    self.waiting = None
+                    await self._write(item, response)
+                    if not item.keep_alive or response.close or self.server.closing:
+                        self._close()
+                        return
+                self.busy = False
+                if self.eof:
                     self._close()
                     return
+                if not self.head_open and not self.body_open:
+                    self.deadline = self.loop.time() + self.limits.keep_alive
+                self.idle = self.loop.create_future()
+                await self.idle
         except asyncio.CancelledError:
             return  # the client went away
         except Exception:
             log.exception("answering a request failed")
             self.abort()
-            return
         finally:
+            self.busy = False
             self.task = None
-        if self.eof:
-            self._close()
-        elif not self.head_open and not self.body_open:
-            self.deadline = self.loop.time() + self.limits.keep_alive
 
     async def _write(self, request: Request, response: Response) -> None:
         transport = self.transport
@@ -502,7 +516,7 @@ class Connection(asyncio.Protocol):
 
     # --- closing --------------------------------------------------------------------------------
     def close_when_idle(self) -> None:
-        if self.task is None and not self.head_open and not self.body_open:
+        if not self.busy and not self.head_open and not self.body_open:
             self._close()
 
     def _close(self) -> None:
