@@ -13,6 +13,11 @@ vhost under /tmp; loopback only), with the services started as processes (`pytho
               on one long-lived confirming channel and answers 200 after the confirm; no
               validation, no framework; one process
 Billing is not running during (b): the queue only fills (the gateway answers without it).
+(c) where the queue lives, (a) and (b) again with the real services (gateway: 1 worker):
+    a classic queue on one node (as installs before quorum queues had: the services run with
+    their declarations turned classic, see CLASSIC_PATCH), the quorum queue on one node (`make
+    up`), the quorum queue on a cluster of three nodes (Compose, Kubernetes; services given the
+    three addresses).
 """
 
 import argparse
@@ -39,11 +44,32 @@ from loopback import require_loopback  # noqa: E402
 from amqp_bulk import BulkPublisher  # noqa: E402
 from billing.broker import queue_arguments  # noqa: E402
 from platform_processes import Platform  # noqa: E402
-from private_nodes import PostgresNode, RabbitNode, free_port, private_root  # noqa: E402
+from private_nodes import (  # noqa: E402
+    PostgresNode,
+    RabbitCluster,
+    RabbitNode,
+    free_port,
+    private_root,
+)
 
 QUEUE = "billing_queue"
 ARGUMENTS = queue_arguments(f"{QUEUE}.dlq")  # the quorum queue the services declare
 PREFETCH = 1000  # billing's default; the naive consumer gets the same
+# Put first on a service's PYTHONPATH (as sitecustomize.py), it makes the service declare both
+# queues classic, as the code did before quorum queues; nothing else differs.
+CLASSIC_PATCH = """
+import os
+
+if os.path.basename(os.getcwd()) == "gateway":
+    import gateway.publisher
+
+    gateway.publisher.queue_arguments = lambda queue: {}
+elif os.path.basename(os.getcwd()) == "billing":
+    import billing.broker
+
+    billing.broker.queue_arguments = lambda dead_letter_queue: {}
+    billing.broker.DLQ_ARGUMENTS = {}
+"""
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = '{"user_id": 7, "number_of_items": "2", "total_amount": "20.50"}'
@@ -164,8 +190,8 @@ class Bench:
         for path in (self.rabbit.root, self.postgres.root, self.logs):
             shutil.rmtree(path, ignore_errors=True)
 
-    async def reset(self) -> None:
-        connection = await aio_pika.connect(self.rabbit.url)
+    async def reset(self, url: str | None = None) -> None:
+        connection = await aio_pika.connect(url or self.rabbit.url)
         async with connection, connection.channel() as channel:
             for name in (QUEUE, f"{QUEUE}.dlq"):
                 await channel.queue_delete(name)
@@ -174,7 +200,7 @@ class Bench:
         await db.close()
         self.postgres.psql("CHECKPOINT")  # both drains start with the same clean WAL state
 
-    async def fill(self) -> None:
+    async def fill(self, url: str | None = None, arguments: dict | None = None) -> None:
         orders = []
         for n in range(self.backlog):
             order_id = str(uuid.uuid4())
@@ -185,15 +211,15 @@ class Bench:
                 "total_amount": f"{n % 1000}.{n % 100:02d}",
             }
             orders.append((order_id, orjson.dumps(body)))
-        async with BulkPublisher(self.rabbit.url) as publisher:
-            await publisher.declare(QUEUE)
+        async with BulkPublisher(url or self.rabbit.url) as publisher:
+            await publisher.declare(QUEUE, arguments)
             await publisher.publish(QUEUE, orders)
 
-    async def drain(self, start, stop) -> dict:
+    async def drain(self, start, stop, url: str | None = None, classic: bool = False) -> dict:
         """Fill the queue, start a consumer, time from its subscription to the last row."""
-        await self.reset()
-        await self.fill()
-        connection = await aio_pika.connect(self.rabbit.url)
+        await self.reset(url)
+        await self.fill(url, {} if classic else None)
+        connection = await aio_pika.connect(url or self.rabbit.url)
         db = await asyncpg.connect(self.postgres.dsn)
         try:
             channel = await connection.channel()
@@ -263,9 +289,10 @@ class Bench:
             "p99_ms": result["p99_us"] / 1000,
         }
 
-    def post_gateway(self, workers: int) -> dict:
-        asyncio.run(self.reset())
-        self.platform.start("gateway", env={"GATEWAY_WORKERS": str(workers)}, wait=False)
+    def post_gateway(self, workers: int, env: dict | None = None, url: str | None = None) -> dict:
+        asyncio.run(self.reset(url))
+        env = {**(env or {}), "GATEWAY_WORKERS": str(workers)}
+        self.platform.start("gateway", env=env, wait=False)
         try:
             self.platform.wait_healthy("gateway", ready=_broker_ok)
             return self.wrk(self.platform.url("gateway"))
@@ -282,6 +309,40 @@ class Bench:
         finally:
             process.terminate()
             process.wait(timeout=15)
+
+    def queue_layouts(self) -> dict[str, dict]:
+        """(c): drain and POST rates with the queue classic on one node, quorum on one node,
+        quorum on three clustered nodes, in this one run."""
+        patch = self.logs / "classic"
+        patch.mkdir(exist_ok=True)
+        (patch / "sitecustomize.py").write_text(CLASSIC_PATCH)
+        classic_env = {"PYTHONPATH": str(patch)}
+        cluster = RabbitCluster(private_root("bench-cluster"))
+        results = {}
+        try:
+            print("queue layouts: starting a three-node cluster ...", file=sys.stderr)
+            cluster.start()
+            for node in cluster.nodes:  # (require_loopback reads one host)
+                require_loopback({**os.environ, **self.env, **node.settings_env()})
+            layouts = [
+                ("classic queue, 1 node", self.rabbit.url, classic_env, True),
+                ("quorum queue, 1 node", self.rabbit.url, {}, False),
+                ("quorum queue, 3 nodes", cluster.nodes[0].url, cluster.settings_env(), False),
+            ]
+            for name, url, env, classic in layouts:
+                print(f"queue layouts: {name}: drain, then POST ...", file=sys.stderr)
+
+                def start(env=env) -> int:
+                    return self.platform.start("billing", env=env, wait=False).pid
+
+                drain = asyncio.run(
+                    self.drain(start, lambda: self.platform.stop("billing"), url, classic)
+                )
+                results[name] = {"drain": drain, "post": self.post_gateway(1, env, url)}
+        finally:
+            cluster.close()
+            shutil.rmtree(cluster.root, ignore_errors=True)
+        return results
 
 
 def self_subprocess(*args: str) -> subprocess.Popen:
@@ -339,7 +400,9 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=50_000, help="queued orders to drain")
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     parser.add_argument(
-        "--parts", default="drain,post", help="what to measure: drain, post or both (drain,post)"
+        "--parts",
+        default="drain,post,queues",
+        help="what to measure, comma-separated: drain, post, queues (default: all three)",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -362,6 +425,8 @@ def main() -> int:
             for workers in (1, 2):
                 print(f"POST: gateway, {workers} worker(s) ...", file=sys.stderr)
                 results[f"post_gateway_{workers}"] = bench.post_gateway(workers)
+        if "queues" in parts:
+            results["queues"] = bench.queue_layouts()
     finally:
         bench.close()
 
@@ -389,7 +454,26 @@ def main() -> int:
                 ">= 3,000",
             )
         )
-    print(table(rows))
+    if len(rows) > 1:
+        print(table(rows))
+    if "queues" in parts:
+        layouts = [("where billing_queue lives", "drained/s", "POST 200s/s", "POST p99", "503s")]
+        for name, result in results["queues"].items():
+            drain, post = result["drain"], result["post"]
+            layouts.append(
+                (
+                    name,
+                    f"{drain['per_s']:,.0f}",
+                    f"{post['per_s']:,.0f}",
+                    f"{post['p99_ms']:.1f} ms",
+                    str(post["non_2xx"]),
+                )
+            )
+        print(f"\n{table(layouts)}")
+        print(
+            f"drained/s: a {args.backlog} backlog stored by billing; POST: wrk -c32 "
+            f"-d{args.duration}s through the gateway (1 worker), billing not running"
+        )
     if "drain" in parts:
         print(
             f"\ndrain: billing {drain['seconds']:.1f} s"
