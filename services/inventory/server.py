@@ -5,9 +5,9 @@ import shutil
 import tempfile
 
 import uvicorn
-from crud_common.coalescing import CoalescingHttpToolsProtocol
 from crud_common.logs import logging_config
 
+from inventory.coalescing import CoalescingHttpToolsProtocol
 from inventory.config import get_settings
 
 

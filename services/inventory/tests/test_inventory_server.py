@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from crud_common.coalescing import CoalescingTransport
 
+from inventory.coalescing import CoalescingTransport
 from inventory.config import Settings
 
 SERVER = Path(__file__).resolve().parents[1] / "server.py"

@@ -1,5 +1,5 @@
-"""uvicorn's httptools protocol, sending each response in one TCP write instead of two (used by
-inventory and the gateway).
+"""uvicorn's httptools protocol, sending each response in one TCP write instead of two (inventory
+runs on it).
 
 uvicorn writes a response's status line and headers as soon as the app sends
 `http.response.start`, then the body in a second `transport.write`: two `send` syscalls, two
