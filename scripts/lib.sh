@@ -21,6 +21,18 @@ quietly() {
   rm -f "$out"
 }
 
+# Starts a daemon without the descriptors this shell inherited (a lock its caller holds, for
+# instance `flock LOCK make test`, would otherwise stay held for as long as the daemon runs).
+without_inherited_fds() {
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    "$@"
+  )
+}
+
 require_root() { [ "$(id -u)" -eq 0 ] || die "run as root (sudo make …): PM2 and the services run under root"; }
 
 # Real VMs boot with systemd; containers and this kind of sandbox do not.

@@ -59,7 +59,7 @@ pm2_start() {
   else
     log "starting $app under PM2"
     pm2_clean delete "$app" >/dev/null 2>&1 || true
-    quietly pm2_clean start "$ECOSYSTEM" --only "$app"
+    quietly without_inherited_fds pm2_clean start "$ECOSYSTEM" --only "$app"
     quietly pm2_clean save --force
   fi
   if has_systemd; then

@@ -12,7 +12,7 @@ postgres_start() {
     while read -r version cluster _; do
       pg_ctlcluster "$version" "$cluster" status >/dev/null 2>&1 || {
         log "starting PostgreSQL $version/$cluster"
-        quietly pg_ctlcluster "$version" "$cluster" start
+        quietly without_inherited_fds pg_ctlcluster "$version" "$cluster" start
       }
     done < <(pg_lsclusters --no-header)
   fi

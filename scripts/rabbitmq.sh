@@ -57,7 +57,7 @@ rabbitmq_start() {
     fi
     if ! rabbitmqctl -q status >/dev/null 2>&1; then
       log "starting RabbitMQ"
-      quietly rabbitmq-server -detached
+      quietly without_inherited_fds rabbitmq-server -detached
     fi
   fi
   # await_startup fails at once while the freshly detached node is not registered yet: poll.
