@@ -36,6 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = Path("/tmp/crud-test.lock")
 PYTHON = Path(sys.executable)  # the workspace's .venv python
+SOURCES = (
+    "libs/crud_common/src",
+    *(f"services/{name}/src" for name in ("billing", "gateway", "inventory")),
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ MODULES = {
             "services/gateway/tests/test_gateway_protection.py",
         ),
     ),
+    "crud_common.orders": Module(  # the order syntax, applied by the gateway and billing
+        "libs/crud_common/src/crud_common",
+        "orders.py",
+        unit=(
+            "services/billing/tests/test_billing_schemas.py",
+            "services/billing/tests/test_billing_order_bounds.py",
+        ),
+    ),
     "billing.schemas": Module(
         "services/billing/src/billing",
         "schemas.py",
@@ -71,17 +83,25 @@ MODULES = {
         "services/inventory/src/inventory",
         "repository.py",
         unit=(),
-        shared=("services/inventory/tests/test_inventory_repository.py",),
+        shared=(
+            "services/inventory/tests/test_inventory_repository.py",
+            "services/inventory/tests/test_inventory_repository_totals.py",
+        ),
     ),
 }
 
 # Mutants that change nothing a caller can observe, as (module, line, column, mutation): why.
 # Lines and columns are the module's as committed; `--list` prints them.
 _FAST_PATH = "the queue's fast path only hands the message to the model, which gives the same"
+_RAISING = "raised for a value < 0 or >= 10^10 only: `< 0`, `<= 0` and `< 1` tell them apart alike"
 EQUIVALENT: dict[tuple[str, int, int, str], str] = {
-    ("billing.schemas", 44, 86, "1 -> 2"): "MAX_INT + 2 is refused as out of range as MAX_INT + 1",
-    ("billing.schemas", 137, 16, "Is -> IsNot"): _FAST_PATH,
-    ("billing.schemas", 141, 8, "return None"): _FAST_PATH,
+    ("crud_common.orders", 43, 94, "1 -> 2"): "MAX_COUNT + 2 is refused as out of range as + 1",
+    ("crud_common.orders", 57, 42, "Lt -> LtE"): _RAISING,
+    ("crud_common.orders", 57, 50, "0 -> 1"): _RAISING,
+    ("crud_common.orders", 70, 38, "Lt -> LtE"): _RAISING,
+    ("crud_common.orders", 70, 47, "0 -> 1"): _RAISING,
+    ("billing.schemas", 84, 16, "Is -> IsNot"): _FAST_PATH,
+    ("billing.schemas", 88, 8, "return None"): _FAST_PATH,
     ("billing.repository", 36, 71, "True -> False"): "an order is always 4 fields: zip is even",
     ("billing.repository", 38, 34, "1 -> 2"): "the last word of 'INSERT 0 N' either way",
     ("billing.repository", 38, 37, "drop USub"): "the last word of 'INSERT 0 N' either way",
@@ -268,7 +288,8 @@ def run_tests(
         (copied / module.file).write_text(source)
         env = {
             **os.environ,
-            "PYTHONPATH": str(mirror / "src"),
+            # The mutant first; the checkout's other packages next, whatever .venv points to.
+            "PYTHONPATH": os.pathsep.join([str(mirror / "src"), *(str(ROOT / s) for s in SOURCES)]),
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # halves pytest's start (schemathesis...)
         }
