@@ -180,6 +180,19 @@ async def test_metrics_without_the_broker_leave_the_gauges_out(
     assert "orders_consumed_total" in response.text
 
 
+async def test_metrics_count_the_consumers_attempts_to_reach_the_broker(
+    client_for, settings, closed_port, clean, eventually
+) -> None:
+    client = await client_for(settings.model_copy(update={"rabbitmq_port": closed_port}))
+    first = value(await scrape(client), "billing_consumer_connect_attempts_total")
+
+    async def retried() -> bool:
+        after = await scrape(client)
+        return value(after, "billing_consumer_connect_attempts_total") >= first + 2
+
+    await eventually(retried)  # backoff 0.5 s, then 1 s
+
+
 async def _gauges(client: httpx.AsyncClient) -> bool:
     return "billing_queue_depth " in (await client.get("/metrics")).text
 

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import aio_pika
 import asyncpg
@@ -34,7 +33,14 @@ from billing.broker import connect, declare_queues
 from billing.config import Settings
 from billing.db import transaction
 from billing.deliveries import Deliveries
-from billing.observability import CONSUMED, DEAD_LETTERED, DUPLICATES
+from billing.observability import (
+    BATCHES,
+    CONNECT_ATTEMPTS,
+    CONSUMED,
+    DEAD_LETTERED,
+    DUPLICATES,
+    STORE_RETRIES,
+)
 from billing.repository import insert_orders
 from billing.schemas import InvalidOrder, NewOrder, parse_order_message
 
@@ -130,20 +136,10 @@ def _log_stored(items: list[Item], stored: int) -> None:
                 )
 
 
-@dataclass
-class ConsumerStats:
-    connect_attempts: int = 0
-    batches: int = 0
-    stored: int = 0
-    dead_lettered: int = 0
-    database_retries: int = 0
-
-
 class Consumer:
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.pool = pool
-        self.stats = ConsumerStats()
         self.connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._next_node = 0  # index of the node to try first when (re)connecting
@@ -244,7 +240,7 @@ class Consumer:
         delays = backoff()
         addresses = self.settings.rabbitmq_addresses
         while not self._stopping.is_set():
-            self.stats.connect_attempts += 1
+            CONNECT_ATTEMPTS.inc()
             try:
                 self.connection, node = await connect(self.settings, self._next_node)
                 self._next_node = (node + 1) % len(addresses)
@@ -290,8 +286,7 @@ class Consumer:
             await self._store_one_by_one(items)
             return
         if stored is not None:
-            self.stats.batches += 1
-            self.stats.stored += stored
+            BATCHES.inc()
             _log_stored(items, stored)
             # Every earlier delivery on this channel is settled: one ack covers the batch.
             await _settle(items[-1][0], multiple=True)
@@ -312,7 +307,7 @@ class Consumer:
             except Exception as exc:
                 if self._stopping.is_set() or items[0][0].channel.is_closed:
                     return None  # not acked: the broker redelivers
-                self.stats.database_retries += 1
+                STORE_RETRIES.inc()
                 delay = next(delays)
                 log.warning(
                     "database unavailable (%r); retrying %d orders in %.1fs", exc, len(items), delay
@@ -328,7 +323,6 @@ class Consumer:
                 await self._dead_letter(message, f"rejected by the database: {exc}")
                 continue
             if stored is not None:
-                self.stats.stored += stored
                 _log_stored([(message, order)], stored)
                 await _settle(message)
 
@@ -357,6 +351,5 @@ class Consumer:
             await self._pause(1)
             await _give_back(message)
             return
-        self.stats.dead_lettered += 1
         DEAD_LETTERED.inc()
         await _settle(message)

@@ -3,7 +3,8 @@
 HTTP: `crud_common.observe.Observe` around the whole application (request ids, requests by
 route template and status, `GET /metrics`).
 
-Queue: the consumer counts stored rows, duplicates and dead letters; the queue depths are read at
+Queue: the consumer counts its connection attempts, stored batches and rows, duplicates, database
+retries and dead letters (these counters are its only record); the queue depths are read at
 scrape time (passive declares, short timeout) and left out when the broker does not answer.
 
 Billing runs one uvicorn worker per process (one consumer each), so the process's own registry is
@@ -36,6 +37,19 @@ DUPLICATES = Counter(
 )
 DEAD_LETTERED = Counter(
     "orders_dead_lettered", "Messages published to the dead-letter queue", registry=REGISTRY
+)
+BATCHES = Counter(
+    "orders_batches", "Batches of orders stored in one transaction", registry=REGISTRY
+)
+STORE_RETRIES = Counter(
+    "orders_store_retries",
+    "Retries of a batch insert while the database was unavailable",
+    registry=REGISTRY,
+)
+CONNECT_ATTEMPTS = Counter(
+    "billing_consumer_connect_attempts",
+    "Attempts of the consumer to connect to the broker (the first connect and every reconnect)",
+    registry=REGISTRY,
 )
 
 DEPTH_TIMEOUT = 1.0
