@@ -52,3 +52,14 @@ async def test_an_inexact_list_total_is_the_estimate_or_what_is_known_to_exist(
     assert page.exact is False
     assert page.items[0]["title"] == f"m{offset + 1}"
     assert page.total == total
+
+
+@pytest.mark.parametrize("title", [None, "m"])
+async def test_a_page_past_the_end_never_raises_an_inexact_total_to_its_offset(
+    pool: asyncpg.Pool, title: str | None
+) -> None:
+    await add_numbered(pool, 1, 9)
+    page = await repository.list_movies(pool, title, 2, 20, count_limit=3)
+    assert page.items == []
+    assert page.exact is False
+    assert 4 <= page.total <= 9  # at least count_limit + 1 match, and 9 exist

@@ -103,7 +103,7 @@ async def list_movies(
     more = len(rows) > limit
     if counted <= count_limit:
         return Page(items, counted, True, more)
-    return Page(items, max(estimate, offset + len(items) + more, count_limit + 1), False, more)
+    return Page(items, max(estimate, _shown(offset, items, more), count_limit + 1), False, more)
 
 
 async def _search(db: Executor, pattern: str, limit: int, offset: int, count_limit: int) -> Page:
@@ -120,7 +120,13 @@ async def _search(db: Executor, pattern: str, limit: int, offset: int, count_lim
     rows = await db.fetch(_SEARCH_PAGE, pattern, limit + 1, offset)
     items = _movies(rows[:limit])
     more = len(rows) > limit
-    return Page(items, max(offset + len(items) + more, count_limit + 1), False, more)
+    return Page(items, max(_shown(offset, items, more), count_limit + 1), False, more)
+
+
+def _shown(offset: int, items: list[Movie], more: bool) -> int:
+    """How many match at least, from a page: those before and on it (and one after, if there
+    is one). A page past the end shows nothing: its offset proves nothing."""
+    return offset + len(items) + more if items else 0
 
 
 async def create_movie(db: Executor, title: str, description: str) -> Movie:
