@@ -14,6 +14,8 @@ import time
 from email.utils import formatdate
 from typing import Any
 
+import orjson
+from crud_common.errors import error_body
 from crud_common.logs import request_id
 from crud_common.request_ids import request_id_of
 
@@ -30,6 +32,7 @@ from .upstream import UpstreamClient
 
 MOVIES = "/api/movies"
 _JSON = (b"content-type", b"application/json")
+_NOT_ALLOWED = orjson.dumps(error_body("method not allowed"))
 
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -124,7 +127,6 @@ class Gateway:
 
     def _scrape(self, request: Request, rid: bytes) -> Response:
         if request.method not in ("GET", "HEAD"):
-            body = b'{"error":"method not allowed"}'
-            return self._own(405, [_JSON, (b"allow", b"GET")], body, rid)
+            return self._own(405, [_JSON, (b"allow", b"GET")], _NOT_ALLOWED, rid)
         body, content_type = self.metrics.render()
         return self._own(200, [(b"content-type", content_type)], body, rid)

@@ -8,6 +8,9 @@ import hmac
 import math
 import time
 
+import orjson
+from crud_common.errors import error_body
+
 # Methods that change nothing: open to everyone even when API keys are set.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -92,10 +95,10 @@ Refusal = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, ext
 
 UNAUTHORIZED: Refusal = (
     401,
-    b'{"error":"missing or invalid API key"}',
+    orjson.dumps(error_body("missing or invalid API key")),
     [(b"www-authenticate", b"Bearer")],
 )
-_TOO_MANY = b'{"error":"too many requests"}'
+_TOO_MANY = orjson.dumps(error_body("too many requests"))
 
 
 class Guard:

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import httptools
 import orjson
+from crud_common.errors import error_body
 from crud_common.request_ids import new_request_id
 
 from .deadlines import Deadlines
@@ -125,7 +126,7 @@ def error_response(status: int, message: str, request_id: bytes | None = None) -
         (b"content-type", b"application/json"),
         (b"x-request-id", request_id or new_request_id()),
     ]
-    return Response(status, headers, orjson.dumps({"error": message}))
+    return Response(status, headers, orjson.dumps(error_body(message)))
 
 
 class Server:
