@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from .recording_upstream import Recorder
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -128,6 +130,25 @@ def running_gateway(log_dir: Path, recorder: Recorder, **settings) -> Iterator[G
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+def gateway_fixtures(**settings):
+    """The module-scoped fixtures `recorder` (a Recorder) and `gateway` (the port of a gateway
+    started with `settings` in front of it); a test module binds them by those two names:
+    `recorder, gateway = gateway_fixtures(GATEWAY_UPSTREAM_TIMEOUT=2)`."""
+
+    @pytest.fixture(scope="module")
+    def recorder():
+        with Recorder() as recorder:
+            yield recorder
+
+    @pytest.fixture(scope="module")
+    def gateway(recorder, tmp_path_factory):
+        directory = tmp_path_factory.mktemp("gateway")
+        with running_gateway(directory, recorder, **settings) as gateway:
+            yield gateway.port
+
+    return recorder, gateway
 
 
 # --- the client side --------------------------------------------------------------------------

@@ -13,25 +13,17 @@ from .attack_support import (
     assert_refused_and_closed,
     barrier,
     exchange,
+    gateway_fixtures,
     running_gateway,
     sha256,
     wait_until,
 )
-from .recording_upstream import BAD_ANSWERS, Recorder
+from .recording_upstream import BAD_ANSWERS
 
 HOST = b"Host: a\r\n"
 
 
-@pytest.fixture(scope="module")
-def recorder():
-    with Recorder() as recorder:
-        yield recorder
-
-
-@pytest.fixture(scope="module")
-def gateway(recorder, tmp_path_factory):
-    with running_gateway(tmp_path_factory.mktemp("gateway"), recorder) as gateway:
-        yield gateway.port
+recorder, gateway = gateway_fixtures()
 
 
 @pytest.fixture(scope="module")

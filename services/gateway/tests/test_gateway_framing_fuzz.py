@@ -11,10 +11,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
-from .attack_support import Client, barrier, running_gateway
-from .recording_upstream import Recorder
+from .attack_support import Client, barrier, gateway_fixtures
 
 SEED = 20261203
 CASES = 12000
@@ -165,17 +162,7 @@ def fuzz_case(rng: random.Random, case: int) -> bytes:
     return data
 
 
-@pytest.fixture(scope="module")
-def recorder():
-    with Recorder() as recorder:
-        yield recorder
-
-
-@pytest.fixture(scope="module")
-def gateway(recorder, tmp_path_factory):
-    settings = {"GATEWAY_UPSTREAM_TIMEOUT": 2, "GATEWAY_MAX_BODY_BYTES": 65536}
-    with running_gateway(tmp_path_factory.mktemp("gateway"), recorder, **settings) as gateway:
-        yield gateway.port
+recorder, gateway = gateway_fixtures(GATEWAY_UPSTREAM_TIMEOUT=2, GATEWAY_MAX_BODY_BYTES=65536)
 
 
 def run_case(port: int, case: int, data: bytes) -> list[int]:

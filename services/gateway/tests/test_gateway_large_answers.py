@@ -5,25 +5,15 @@ answer on the percent-encoded-query path left that connection unread and the nex
 
 import pytest
 
-from .attack_support import Client, exchange, running_gateway, sha256, wait_until
-from .recording_upstream import Recorder, pattern
+from .attack_support import Client, exchange, gateway_fixtures, sha256, wait_until
+from .recording_upstream import pattern
 
 SIZES = [0, 1, 65535, 65536, 65537, 262144, 300_000, 350_000, 400_000, 402_192, 450_000, 524288]
 SIZES += [1048576, 4194304]
 FOLLOWERS = [b"/api/movies?title=The%20Matrix&limit=1", b"/api/movies/next", b"/api/movies?t=x"]
 
 
-@pytest.fixture(scope="module")
-def recorder():
-    with Recorder() as recorder:
-        yield recorder
-
-
-@pytest.fixture(scope="module")
-def gateway(recorder, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("gateway")
-    with running_gateway(directory, recorder, GATEWAY_UPSTREAM_TIMEOUT=2) as gateway:
-        yield gateway.port
+recorder, gateway = gateway_fixtures(GATEWAY_UPSTREAM_TIMEOUT=2)
 
 
 @pytest.fixture(autouse=True)
