@@ -82,7 +82,7 @@ build_box() {
   rootfs=$work/rootfs
   log "debootstrap: Debian 12 with systemd, sshd, sudo and a kernel (a few minutes)"
   quietly debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,udev,dbus,openssh-server,sudo,rsync,ca-certificates,iproute2,procps,linux-image-amd64,initramfs-tools \
+    --include=systemd,systemd-sysv,udev,dbus,openssh-server,sudo,rsync,ca-certificates,iproute2,procps,netbase,linux-image-amd64,initramfs-tools \
     bookworm "$rootfs" http://deb.debian.org/debian
   configure_rootfs "$rootfs"
   kernel=$(find "$rootfs/boot" -name 'vmlinuz-*' | sort | tail -n1)
@@ -124,6 +124,12 @@ vagrant_box() {
   if box_current; then
     log "box $BOX_NAME up to date ($BOX_DIR)"
   else
+    # vagrant-libvirt copies a box into the pool under a name with the image's mtime: drop the old.
+    local volume old
+    old=$(virsh vol-list crud-master 2>/dev/null | awk '/bookworm_vagrant_box_image/ {print $1}')
+    for volume in $old; do
+      virsh -q vol-delete --pool crud-master "$volume"
+    done
     build_box
     log "box $BOX_NAME added ($(du -sh "$VAGRANT_HOME/boxes" | cut -f1))"
   fi
