@@ -23,7 +23,7 @@ table inet crud_master {
     type filter hook input priority 0; policy drop;
     ct state established,related accept
     iif lo accept
-    meta l4proto { icmp, ipv6-icmp } accept
+    meta l4proto { icmp, icmpv6 } accept
     tcp dport 22 accept
     udp dport 68 accept
     ip saddr $gateway tcp dport { $ports } accept
