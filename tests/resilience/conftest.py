@@ -7,7 +7,6 @@ stop, kill or restart them without disturbing the system broker and database, no
 """
 
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,25 +16,20 @@ import asyncpg
 import pytest
 
 from platform_processes import ROOT, Platform
-from private_nodes import PostgresNode, RabbitNode, free_port, private_root
+from private_nodes import PostgresNode, RabbitNode, free_port, owned, private_root
 from resilience_support import DLQ, QUEUE
 
 
 @pytest.fixture(scope="session")
 def rabbit() -> Iterator[RabbitNode]:
-    node = RabbitNode(private_root("rabbitmq"))
-    try:
+    with owned(RabbitNode(private_root("rabbitmq"))) as node:
         node.start()
         yield node
-    finally:
-        node.close()
-        shutil.rmtree(node.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresNode]:
-    node = PostgresNode(private_root("postgres"))
-    try:
+    with owned(PostgresNode(private_root("postgres"))) as node:
         subprocess.run(
             [str(ROOT / ".venv/bin/alembic"), "-c", "alembic.ini", "upgrade", "head"],
             cwd=ROOT / "services/billing",
@@ -44,9 +38,6 @@ def postgres() -> Iterator[PostgresNode]:
             capture_output=True,
         )
         yield node
-    finally:
-        node.close()
-        shutil.rmtree(node.root, ignore_errors=True)
 
 
 @pytest.fixture

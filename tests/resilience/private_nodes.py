@@ -8,6 +8,7 @@ its own, so stopping one never disturbs the system's RabbitMQ or PostgreSQL (nor
 Used by tests/resilience (fixtures in its conftest.py) and by bench/billing.
 """
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -384,3 +385,14 @@ class PostgresNode:
 def private_root(prefix: str) -> Path:
     """A fresh directory under /tmp that the postgres user can reach (pytest's are 0700 root)."""
     return Path(tempfile.mkdtemp(prefix=f"crud-master-{prefix}-"))
+
+
+@contextlib.contextmanager
+def owned(node):
+    """`node` (a RabbitNode, RabbitCluster or PostgresNode) closed and its directory removed when
+    the block ends, however it ends."""
+    try:
+        yield node
+    finally:
+        node.close()
+        shutil.rmtree(node.root, ignore_errors=True)

@@ -5,7 +5,6 @@ while no quorum exists, and neither service is restarted."""
 
 import asyncio
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from platform_processes import Platform
-from private_nodes import RabbitCluster, RabbitNode, free_port, private_root
+from private_nodes import RabbitCluster, RabbitNode, free_port, owned, private_root
 from resilience_support import (
     DLQ,
     QUEUE,
@@ -33,13 +32,9 @@ pytestmark = pytest.mark.timeout(420)
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RabbitCluster]:
-    nodes = RabbitCluster(private_root("cluster"))
-    try:
+    with owned(RabbitCluster(private_root("cluster"))) as nodes:
         nodes.start()
         yield nodes
-    finally:
-        nodes.close()
-        shutil.rmtree(nodes.root, ignore_errors=True)
 
 
 @pytest.fixture
