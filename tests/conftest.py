@@ -1,7 +1,9 @@
 """Fixtures shared by tests/e2e and tests/api: the real platform on the test ports, and
 handles on its databases and queue (all described by .env.test, loaded by the root conftest)."""
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 import aio_pika
 import asyncpg
@@ -31,20 +33,25 @@ async def gateway(platform):
         yield client
 
 
-@pytest.fixture
-async def movies_db():
-    connection = await asyncpg.connect(database_dsn("INVENTORY"))
-    await connection.execute("TRUNCATE movies RESTART IDENTITY")
+@contextlib.asynccontextmanager
+async def _emptied(service: str, table: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to `service`'s database with `table` emptied, closed after the test."""
+    connection = await asyncpg.connect(database_dsn(service))
+    await connection.execute(f"TRUNCATE {table} RESTART IDENTITY")
     yield connection
     await connection.close()
+
+
+@pytest.fixture
+async def movies_db():
+    async with _emptied("INVENTORY", "movies") as connection:
+        yield connection
 
 
 @pytest.fixture
 async def orders_db():
-    connection = await asyncpg.connect(database_dsn("BILLING"))
-    await connection.execute("TRUNCATE orders RESTART IDENTITY")
-    yield connection
-    await connection.close()
+    async with _emptied("BILLING", "orders") as connection:
+        yield connection
 
 
 @pytest.fixture
