@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from platform_processes import ROOT, Platform
-from private_nodes import PostgresNode, RabbitNode, free_port, owned, private_root
-from resilience_support import DLQ, QUEUE
+from private_nodes import PostgresNode, RabbitNode, owned, private_root
+from resilience_support import DLQ, QUEUE, services_env
 
 
 @pytest.fixture(scope="session")
@@ -65,26 +65,12 @@ def platform(
 ) -> Iterator[Platform]:
     """Services on free ports, pointed at the private nodes; `start("billing")`,
     `start("gateway")`, more billing instances with `start("billing", name=..., env=...)`."""
-    billing_port, gateway_port = free_port(), free_port()
-    env = {
-        **rabbit.settings_env(),
-        **postgres.settings_env(),
-        "APP_ENV": "development",
-        "LOG_LEVEL": "INFO",
-        "BILLING_HOST": "127.0.0.1",
-        "BILLING_PORT": str(billing_port),
-        "BILLING_QUEUE": QUEUE,
-        "BILLING_PREFETCH": "500",
-        "BILLING_BATCH_SIZE": "500",
-        "BILLING_BATCH_LINGER": "0.02",
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(gateway_port),
-        "GATEWAY_WORKERS": "1",
-        "GATEWAY_API_KEYS": "",  # whatever ../../.env says: open, no rate limit
-        "GATEWAY_RATE_LIMIT": "0",
-        "BILLING_URL": f"http://127.0.0.1:{billing_port}",
-        "INVENTORY_URLS": f"http://127.0.0.1:{free_port()}",  # not needed here: nothing there
-    }
+    env = services_env(
+        rabbit.settings_env(),
+        postgres.settings_env(),
+        BILLING_BATCH_SIZE="500",
+        BILLING_BATCH_LINGER="0.02",
+    )
     running = Platform(tmp_path, env=env)
     try:
         yield running

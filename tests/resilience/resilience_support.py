@@ -15,10 +15,33 @@ import orjson
 
 from amqp_bulk import BulkPublisher
 from platform_processes import ROOT, Platform
-from private_nodes import RabbitNode
+from private_nodes import RabbitNode, free_port
 
 QUEUE = "billing_queue"
 DLQ = f"{QUEUE}.dlq"
+
+
+def services_env(*node_settings: dict[str, str], **extra: str) -> dict[str, str]:
+    """Billing and a gateway on free loopback ports, pointed at the private nodes whose
+    `settings_env()` are given, with `extra` settings on top."""
+    billing_port = free_port()
+    return {
+        **{name: value for settings in node_settings for name, value in settings.items()},
+        "APP_ENV": "development",
+        "LOG_LEVEL": "INFO",
+        "BILLING_HOST": "127.0.0.1",
+        "BILLING_PORT": str(billing_port),
+        "BILLING_QUEUE": QUEUE,
+        "BILLING_PREFETCH": "500",
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(free_port()),
+        "GATEWAY_WORKERS": "1",
+        "GATEWAY_API_KEYS": "",  # whatever ../../.env says: open, no rate limit
+        "GATEWAY_RATE_LIMIT": "0",
+        "BILLING_URL": f"http://127.0.0.1:{billing_port}",
+        "INVENTORY_URLS": f"http://127.0.0.1:{free_port()}",  # not needed here: nothing there
+        **extra,
+    }
 
 
 def broker_ok(response: httpx.Response) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from platform_processes import Platform
-from private_nodes import RabbitCluster, RabbitNode, free_port, owned, private_root
+from private_nodes import RabbitCluster, RabbitNode, owned, private_root
 from resilience_support import (
     DLQ,
     QUEUE,
@@ -20,6 +20,7 @@ from resilience_support import (
     assert_every_200_stored_once,
     count_orders,
     eventually,
+    services_env,
     start_gateway,
     storing,
 )
@@ -44,25 +45,11 @@ def platform(tmp_path: Path, cluster: RabbitCluster, postgres, orders_db) -> Ite
     cluster.nodes[0].ctl("await_online_nodes", str(len(cluster.nodes)))
     for name in (QUEUE, DLQ):
         cluster.nodes[0].ctl("delete_queue", "-p", cluster.nodes[0].vhost, name, check=False)
-    billing_port = free_port()
-    env = {
-        **cluster.settings_env(),
-        **postgres.settings_env(),
-        "APP_ENV": "development",
-        "LOG_LEVEL": "INFO",
-        "BILLING_HOST": "127.0.0.1",
-        "BILLING_PORT": str(billing_port),
-        "BILLING_QUEUE": QUEUE,
-        "BILLING_PREFETCH": "500",
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(free_port()),
-        "GATEWAY_WORKERS": "1",
-        "GATEWAY_PUBLISH_TIMEOUT": str(PUBLISH_TIMEOUT),
-        "GATEWAY_API_KEYS": "",
-        "GATEWAY_RATE_LIMIT": "0",
-        "BILLING_URL": f"http://127.0.0.1:{billing_port}",
-        "INVENTORY_URLS": f"http://127.0.0.1:{free_port()}",
-    }
+    env = services_env(
+        cluster.settings_env(),
+        postgres.settings_env(),
+        GATEWAY_PUBLISH_TIMEOUT=str(PUBLISH_TIMEOUT),
+    )
     running = Platform(tmp_path, env=env)
     try:
         yield running
