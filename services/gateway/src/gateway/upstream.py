@@ -166,8 +166,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        # Checked on a connection's first answer (httptools builds the version string each time).
-        if not self.reused and self.parser.get_http_version() not in ("1.1", "1.0"):
+        if self.parser.get_http_version() not in ("1.1", "1.0"):
             raise InvalidAnswer("unsupported HTTP version")
         if status == 101:
             raise InvalidAnswer("an upgrade nobody asked for")
