@@ -27,6 +27,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
+from crud_common.backoff import backoff
 from crud_common.logs import request_id
 
 from billing.broker import connect, declare_queues
@@ -52,13 +53,6 @@ ORIGINAL_QUEUE_HEADER = "x-original-queue"
 REJECTED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 Item = tuple[DeliveredMessage, NewOrder]
-
-
-def backoff(start: float = 0.5, cap: float = 10.0) -> Iterator[float]:
-    delay = start
-    while True:
-        yield delay
-        delay = min(delay * 2, cap)
 
 
 def dead_letter(message: DeliveredMessage, reason: str, queue: str) -> aio_pika.Message:
