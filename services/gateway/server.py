@@ -12,12 +12,12 @@ from gateway.config import get_settings
 
 def main() -> None:
     settings = get_settings()
-    if settings.GATEWAY_WORKERS > 1:
+    if settings.gateway_workers > 1:
         # Several workers: each writes its metrics here and /metrics sums them (metrics.py).
         # A fresh directory per start, so counters never carry over from an earlier run; set
         # before prometheus-client is imported (by the workers, started afresh).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
-    log_config = logging_config(settings.APP_ENV, settings.LOG_LEVEL)
+    log_config = logging_config(settings.app_env, settings.log_level)
     logging.config.dictConfig(log_config)
     if not settings.api_keys:
         logging.getLogger("gateway").warning(

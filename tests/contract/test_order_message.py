@@ -131,7 +131,7 @@ def test_every_order_body_the_gateway_accepts_billing_stores_unchanged(
 
 
 def test_both_sides_name_the_same_queue_and_dead_letter_queue(monkeypatch):
-    gateway_default = GatewaySettings.model_fields["BILLING_QUEUE"].default
+    gateway_default = GatewaySettings.model_fields["billing_queue"].default
     billing_default = BillingSettings.model_fields["billing_queue"].default
     assert gateway_default == billing_default == "billing_queue"
     # Configured once, in the same variable, for both.
@@ -140,7 +140,7 @@ def test_both_sides_name_the_same_queue_and_dead_letter_queue(monkeypatch):
     monkeypatch.setenv("BILLING_DB_PASSWORD", "x")
     gateway = GatewaySettings(_env_file=None)  # type: ignore[call-arg]
     billing = BillingSettings(_env_file=None)  # type: ignore[call-arg]
-    assert gateway.BILLING_QUEUE == billing.billing_queue == "orders_elsewhere"
+    assert gateway.billing_queue == billing.billing_queue == "orders_elsewhere"
     assert billing.dead_letter_queue == "orders_elsewhere.dlq"  # CONTRACT.md: <queue>.dlq
 
 

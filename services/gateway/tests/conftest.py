@@ -62,7 +62,7 @@ async def run_gateway(
     keep_alive_timeout: float = 5.0, **overrides: Any
 ) -> AsyncIterator[RunningGateway]:
     """The gateway as server.py runs it (its own HTTP server), on a random port."""
-    settings = Settings(GATEWAY_KEEP_ALIVE_TIMEOUT=keep_alive_timeout, **overrides)
+    settings = Settings(gateway_keep_alive_timeout=keep_alive_timeout, **overrides)
     gateway = create_app(settings)
     sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -338,7 +338,7 @@ def message_json(message: aio_pika.abc.AbstractIncomingMessage) -> Any:
 # --- helpers as fixtures (test modules cannot import conftest under --import-mode=importlib) -----
 @pytest.fixture
 def gateway_factory() -> Callable[..., contextlib.AbstractAsyncContextManager[RunningGateway]]:
-    """`async with gateway_factory(INVENTORY_URLS=...) as gw:` a running gateway."""
+    """`async with gateway_factory(inventory_urls=...) as gw:` a running gateway."""
     return run_gateway
 
 
@@ -363,7 +363,7 @@ async def relay_factory(settings: Settings) -> AsyncIterator[Callable[[int], Tcp
     relays: list[TcpRelay] = []
 
     def make(port: int) -> TcpRelay:
-        relay = TcpRelay(settings.RABBITMQ_HOST, settings.RABBITMQ_PORT, port)
+        relay = TcpRelay(settings.rabbitmq_host, settings.rabbitmq_port, port)
         relays.append(relay)
         return relay
 

@@ -29,7 +29,7 @@ async def _raw_exchange(url: str, request: bytes, until: bytes, within: float = 
 
 
 async def test_pipelined_requests_are_answered_in_order(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         warm = [gw.client.get("/api/movies/slow?seconds=0.2") for _ in range(4)]
         assert [r.status_code for r in await asyncio.gather(*warm)] == [200] * 4  # 4 pooled
         request = b"".join(
@@ -57,7 +57,7 @@ async def test_pipelined_requests_are_answered_in_order(gateway_factory, invento
 async def test_http_1_0_client_gets_its_answer_and_the_connection_closed(
     gateway_factory, inventory
 ):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         assert (await gw.client.get("/api/movies/0")).status_code == 200
         received = await _raw_exchange(gw.url, b"GET /api/movies/5 HTTP/1.0\r\n\r\n", b"\0")
     head, _, body = received.partition(b"\r\n\r\n")
@@ -67,7 +67,7 @@ async def test_http_1_0_client_gets_its_answer_and_the_connection_closed(
 
 
 async def test_a_client_leaving_mid_request_harms_no_later_request(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         assert (await gw.client.get("/api/movies/0")).status_code == 200
         parts = urlsplit(gw.url)
         _, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -85,7 +85,7 @@ async def test_a_client_leaving_mid_request_harms_no_later_request(gateway_facto
 async def test_a_slow_upstream_on_a_pooled_connection_is_a_504(gateway_factory):
     with Recorder() as upstream:  # /api/movies/hold is answered only after `release`
         async with gateway_factory(
-            INVENTORY_URLS=upstream.url, GATEWAY_UPSTREAM_TIMEOUT=UPSTREAM_TIMEOUT
+            inventory_urls=upstream.url, gateway_upstream_timeout=UPSTREAM_TIMEOUT
         ) as gw:
             assert (await gw.client.get("/api/movies/0")).status_code == 200
             started = time.monotonic()
@@ -106,7 +106,7 @@ async def test_a_slow_upstream_on_a_pooled_connection_is_a_504(gateway_factory):
 
 
 async def test_answers_are_the_same_on_a_new_and_a_pooled_connection(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         first, second = [
             await gw.client.get("/api/movies/9?q=1", headers={"X-Request-ID": "same-id"})
             for _ in range(2)
@@ -123,7 +123,7 @@ async def test_the_answer_head_is_written_by_the_gateway(gateway_factory, raw_up
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Odd-Case: Keep Me\r\n\r\n{}"
     async with (
         raw_upstream(lambda head, body, i: answer) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+        gateway_factory(inventory_urls=upstream.url) as gw,
     ):
         assert (await gw.client.get("/api/movies/1")).status_code == 200  # pools a connection
         request = b"GET /api/movies/2 HTTP/1.1\r\nHost: x\r\nX-Request-ID: r-2\r\n\r\n"
@@ -136,7 +136,7 @@ async def test_the_answer_head_is_written_by_the_gateway(gateway_factory, raw_up
 
 
 async def test_a_request_split_over_several_reads_is_answered(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         assert (await gw.client.get("/api/movies/0")).status_code == 200
         parts = urlsplit(gw.url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -160,7 +160,7 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
 ):
     """The timeout counts from the last answer, not the first one on the connection."""
     keep_alive, idle = 1.0, 0.6  # idle between the answers: less than the timeout
-    async with gateway_factory(INVENTORY_URLS=inventory.url, keep_alive_timeout=keep_alive) as gw:
+    async with gateway_factory(inventory_urls=inventory.url, keep_alive_timeout=keep_alive) as gw:
         assert (await gw.client.get("/api/movies/0")).status_code == 200
         parts = urlsplit(gw.url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -196,7 +196,7 @@ async def test_sequential_gets_reuse_one_upstream_connection(gateway_factory, ra
         return b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: " + rid + b"\r\n\r\n{}"
 
     async with raw_upstream(respond) as upstream:
-        async with gateway_factory(INVENTORY_URLS=upstream.url) as gw:
+        async with gateway_factory(inventory_urls=upstream.url) as gw:
             for number in range(20):
                 response = await gw.client.get(f"/api/movies/{number}")
                 assert response.status_code == 200 and response.json() == {}

@@ -55,7 +55,7 @@ async def test_killing_one_inventory_under_load_fails_no_get(gateway_factory, tw
     answered: list[tuple[int, str]] = []
     killed_at = 0
 
-    async with gateway_factory(INVENTORY_URLS=urls) as gw:
+    async with gateway_factory(inventory_urls=urls) as gw:
 
         async def client(worker: int) -> None:
             nonlocal killed_at

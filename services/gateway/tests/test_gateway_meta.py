@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -11,7 +12,7 @@ from gateway.config import Settings
 
 
 async def test_health_ok_names_every_dependency(gateway_factory, inventory, poll):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         response = await gw.client.get("/health")
         slash = await gw.client.get("/health/")
@@ -21,7 +22,7 @@ async def test_health_ok_names_every_dependency(gateway_factory, inventory, poll
 
 
 async def test_health_503_when_inventory_is_down(gateway_factory, unused_port, poll):
-    async with gateway_factory(INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}") as gw:
+    async with gateway_factory(inventory_urls=f"http://127.0.0.1:{unused_port()}") as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         response = await gw.client.get("/health")
     assert response.status_code == 503
@@ -34,7 +35,7 @@ async def test_health_503_when_inventory_is_down(gateway_factory, unused_port, p
 
 
 async def test_health_503_when_the_broker_is_down(gateway_factory, inventory, unused_port):
-    async with gateway_factory(INVENTORY_URLS=inventory.url, RABBITMQ_PORT=unused_port()) as gw:
+    async with gateway_factory(inventory_urls=inventory.url, rabbitmq_port=unused_port()) as gw:
         response = await gw.client.get("/health")
     assert response.status_code == 503
     body = response.json()
@@ -55,7 +56,7 @@ async def test_health_answers_when_inventory_hangs(gateway_factory):
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
         async with gateway_factory(
-            INVENTORY_URLS=f"http://127.0.0.1:{runner.addresses[0][1]}"
+            inventory_urls=f"http://127.0.0.1:{runner.addresses[0][1]}"
         ) as gw:
             # Its own timeout on inventory (1.5 s) answers, long before the hang would end;
             # 10 s only tells "answers" from "hangs", it measures no speed.
@@ -171,31 +172,41 @@ async def test_unknown_route_and_wrong_method_are_json(gateway_factory):
 def test_settings_defaults_follow_the_contract(monkeypatch):
     for name in ("GATEWAY_PORT", "GATEWAY_WORKERS", "BILLING_QUEUE"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(_env_file=None, RABBITMQ_PASSWORD="x")
-    assert settings.GATEWAY_PORT == 8082
-    assert settings.GATEWAY_WORKERS == 1
-    assert settings.BILLING_QUEUE == "billing_queue"
+    settings = Settings(_env_file=None, rabbitmq_password="x")
+    assert settings.gateway_port == 8082
+    assert settings.gateway_workers == 1
+    assert settings.billing_queue == "billing_queue"
+
+
+def test_every_setting_is_read_from_its_upper_case_variable_in_env_example(monkeypatch):
+    """Fields are the variables' names in lower case; deploy files and .env.example name them in
+    upper case, and each one reaches its field."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    env_example = Path(__file__).resolve().parents[3] / ".env.example"
+    settings = Settings(_env_file=env_example)
+    assert settings.model_fields_set == set(Settings.model_fields)
 
 
 def test_settings_split_inventory_urls_and_quote_amqp_credentials():
     settings = Settings(
         _env_file=None,
-        INVENTORY_URLS=" http://a:1/ , http://b:2",
-        RABBITMQ_USER="u@x",
-        RABBITMQ_PASSWORD="p/w:d",
-        RABBITMQ_VHOST="/",
-        RABBITMQ_HOST="h",
-        RABBITMQ_PORT=5,
+        inventory_urls=" http://a:1/ , http://b:2",
+        rabbitmq_user="u@x",
+        rabbitmq_password="p/w:d",
+        rabbitmq_vhost="/",
+        rabbitmq_host="h",
+        rabbitmq_port=5,
     )
-    assert settings.inventory_urls == ["http://a:1", "http://b:2"]
+    assert settings.inventory_url_list == ["http://a:1", "http://b:2"]
     assert settings.amqp_url == "amqp://u%40x:p%2Fw%3Ad@h:5/%2F"
 
 
 def test_production_refuses_the_placeholder_password():
     def production(**settings: str) -> Settings:  # with a key: writes are not the reason
-        return Settings(_env_file=None, APP_ENV="production", GATEWAY_API_KEYS="k", **settings)
+        return Settings(_env_file=None, app_env="production", gateway_api_keys="k", **settings)
 
     with pytest.raises(ValidationError):
-        production(RABBITMQ_PASSWORD="generate-me")
-    production(RABBITMQ_PASSWORD="not-the-placeholder")
-    Settings(_env_file=None, APP_ENV="development", RABBITMQ_PASSWORD="generate-me")
+        production(rabbitmq_password="generate-me")
+    production(rabbitmq_password="not-the-placeholder")
+    Settings(_env_file=None, app_env="development", rabbitmq_password="generate-me")

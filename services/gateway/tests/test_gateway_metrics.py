@@ -30,7 +30,7 @@ def observed(values, method: str, route: str) -> float:
 
 
 async def test_requests_are_counted_by_route_template_and_status(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         for path in ("/api/movies/1", "/api/movies/2/", "/api/movies/big?size=10"):
             await gw.client.get(path)
         await gw.client.get("/api/movies?status=404")
@@ -72,12 +72,12 @@ async def test_published_orders_are_counted_ok_and_unavailable(
     gateway_factory, poll, queue_name, unused_port
 ):
     order = {"user_id": 1, "number_of_items": 1, "total_amount": "2.50"}
-    async with gateway_factory(BILLING_QUEUE=queue_name) as gw:
+    async with gateway_factory(billing_queue=queue_name) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         for _ in range(2):
             assert (await gw.client.post("/api/billing", json=order)).status_code == 200
         up = samples((await gw.client.get("/metrics")).text)
-    async with gateway_factory(RABBITMQ_PORT=unused_port()) as gw:
+    async with gateway_factory(rabbitmq_port=unused_port()) as gw:
         assert (await gw.client.post("/api/billing", json=order)).status_code == 503
         down = samples((await gw.client.get("/metrics")).text)
     assert up[("orders_published_total", (("result", "ok"),))] == 2

@@ -21,7 +21,7 @@ LONG_TIMEOUT = 10.0
 @pytest.fixture
 async def gateway(gateway_factory, poll, queue_name):
     """A gateway connected to the test vhost, publishing to a queue of this test's own."""
-    async with gateway_factory(BILLING_QUEUE=queue_name) as gw:
+    async with gateway_factory(billing_queue=queue_name) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         yield gw
 
@@ -246,9 +246,9 @@ async def test_broker_unreachable_is_503_at_once_and_movies_still_served(
     gateway_factory, unused_port, inventory
 ):
     async with gateway_factory(
-        RABBITMQ_PORT=unused_port(),
-        INVENTORY_URLS=inventory.url,
-        GATEWAY_PUBLISH_TIMEOUT=LONG_TIMEOUT,
+        rabbitmq_port=unused_port(),
+        inventory_urls=inventory.url,
+        gateway_publish_timeout=LONG_TIMEOUT,
     ) as gw:
         started = time.monotonic()
         response = await gw.client.post(
@@ -268,10 +268,10 @@ async def test_broker_down_at_boot_then_up_then_cut_then_back(
     relay = relay_factory(unused_port())
     order = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
     async with gateway_factory(
-        RABBITMQ_HOST="127.0.0.1",
-        RABBITMQ_PORT=relay.port,
-        BILLING_QUEUE=queue_name,
-        GATEWAY_PUBLISH_TIMEOUT=LONG_TIMEOUT,
+        rabbitmq_host="127.0.0.1",
+        rabbitmq_port=relay.port,
+        billing_queue=queue_name,
+        gateway_publish_timeout=LONG_TIMEOUT,
     ) as gw:
         down = await gw.client.post("/api/billing", json=order)
         assert down.status_code == 503  # broker absent at boot: the gateway serves anyway
@@ -304,8 +304,8 @@ async def test_with_several_brokers_it_moves_to_the_next_when_its_own_is_lost(
     await second.start()
     order = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
     async with gateway_factory(
-        RABBITMQ_HOST=f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}",
-        BILLING_QUEUE=queue_name,
+        rabbitmq_host=f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}",
+        billing_queue=queue_name,
     ) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         assert first._writers and not second._writers  # relayed by the first node, in order
@@ -324,10 +324,10 @@ async def test_missing_confirm_is_503_after_the_publish_timeout(
     relay = relay_factory(unused_port())
     await relay.start()
     async with gateway_factory(
-        RABBITMQ_HOST="127.0.0.1",
-        RABBITMQ_PORT=relay.port,
-        GATEWAY_PUBLISH_TIMEOUT=PUBLISH_TIMEOUT,
-        BILLING_QUEUE=queue_name,
+        rabbitmq_host="127.0.0.1",
+        rabbitmq_port=relay.port,
+        gateway_publish_timeout=PUBLISH_TIMEOUT,
+        billing_queue=queue_name,
     ) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         relay.flowing.clear()  # the broker's answers (confirms) are held back
@@ -384,7 +384,7 @@ async def billing():
 
 @pytest.mark.parametrize("suffix", ["", "/"])
 async def test_stored_order_is_relayed(gateway_factory, billing, suffix):
-    async with gateway_factory(BILLING_URL=billing.url) as gw:
+    async with gateway_factory(billing_url=billing.url) as gw:
         response = await gw.client.get(f"/api/billing/{STORED['order_id']}{suffix}")
     assert response.status_code == 200
     assert response.json() == STORED
@@ -394,7 +394,7 @@ async def test_stored_order_is_relayed(gateway_factory, billing, suffix):
 
 async def test_unknown_order_is_404(gateway_factory, billing):
     unknown = str(uuid.uuid4())
-    async with gateway_factory(BILLING_URL=billing.url) as gw:
+    async with gateway_factory(billing_url=billing.url) as gw:
         response = await gw.client.get(f"/api/billing/{unknown}")
         not_a_uuid = await gw.client.get("/api/billing/not-a-uuid")
     assert response.status_code == 404
@@ -405,7 +405,7 @@ async def test_unknown_order_is_404(gateway_factory, billing):
 
 async def test_billing_unreachable_is_503(gateway_factory, unused_port):
     async with gateway_factory(
-        BILLING_URL=f"http://127.0.0.1:{unused_port()}", GATEWAY_CONNECT_TIMEOUT=LONG_TIMEOUT
+        billing_url=f"http://127.0.0.1:{unused_port()}", gateway_connect_timeout=LONG_TIMEOUT
     ) as gw:
         started = time.monotonic()
         response = await gw.client.get(f"/api/billing/{uuid.uuid4()}")
@@ -415,7 +415,7 @@ async def test_billing_unreachable_is_503(gateway_factory, unused_port):
 
 
 async def test_billing_errors_and_timeouts_are_mapped(gateway_factory, billing):
-    async with gateway_factory(BILLING_URL=billing.url, GATEWAY_UPSTREAM_TIMEOUT=0.5) as gw:
+    async with gateway_factory(billing_url=billing.url, gateway_upstream_timeout=0.5) as gw:
         failing = await gw.client.get("/api/billing/00000000-0000-4000-8000-000000000500")
         slow = await gw.client.get("/api/billing/00000000-0000-4000-8000-000000005100")
     assert failing.status_code == 502

@@ -11,14 +11,14 @@ ORDER = {"user_id": 1, "number_of_items": 1, "total_amount": "1.00"}
 
 
 def test_default_body_limit_is_one_mib():
-    assert Settings(_env_file=None, RABBITMQ_PASSWORD="x").GATEWAY_MAX_BODY_BYTES == 1024 * 1024
+    assert Settings(_env_file=None, rabbitmq_password="x").gateway_max_body_bytes == 1024 * 1024
 
 
 # --- 413 ------------------------------------------------------------------------------------------
 async def test_a_declared_body_over_the_limit_is_413_and_never_forwarded(
     gateway_factory, inventory
 ):
-    async with gateway_factory(INVENTORY_URLS=inventory.url, GATEWAY_MAX_BODY_BYTES=1000) as gw:
+    async with gateway_factory(inventory_urls=inventory.url, gateway_max_body_bytes=1000) as gw:
         at_limit = await gw.client.post("/api/movies", content=b"x" * 1000)
         over = await gw.client.post("/api/movies", content=b"x" * 1001)
         put = await gw.client.put("/api/movies/1", content=b"x" * 5_000_000)
@@ -35,7 +35,7 @@ async def test_a_chunked_body_exceeding_the_limit_midstream_is_413(gateway_facto
         for _ in range(count):
             yield b"y" * 100_000
 
-    async with gateway_factory(INVENTORY_URLS=inventory.url, GATEWAY_MAX_BODY_BYTES=250_000) as gw:
+    async with gateway_factory(inventory_urls=inventory.url, gateway_max_body_bytes=250_000) as gw:
         small = await gw.client.post("/api/movies", content=chunks(2))
         big = await gw.client.post("/api/movies", content=chunks(30))
         after = await gw.client.get("/api/movies/1")
@@ -53,7 +53,7 @@ async def test_order_bodies_over_the_limit_are_413_declared_or_chunked(gateway_f
         for _ in range(10):
             yield b" " * 500
 
-    async with gateway_factory(GATEWAY_MAX_BODY_BYTES=2000) as gw:
+    async with gateway_factory(gateway_max_body_bytes=2000) as gw:
         declared = await gw.client.post("/api/billing", content=b" " * 3000)
         chunked = await gw.client.post("/api/billing", content=chunks())
     for response in (declared, chunked):
@@ -65,7 +65,7 @@ async def test_order_bodies_over_the_limit_are_413_declared_or_chunked(gateway_f
 @pytest.fixture
 async def keyed(gateway_factory, inventory):
     async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_API_KEYS="first-key, second-key"
+        inventory_urls=inventory.url, gateway_api_keys="first-key, second-key"
     ) as gw:
         yield gw
 
@@ -113,7 +113,7 @@ async def test_writes_with_any_configured_key_pass_and_reads_stay_open(keyed, in
 
 
 async def test_without_keys_writes_need_no_authorization(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url, GATEWAY_API_KEYS="") as gw:
+    async with gateway_factory(inventory_urls=inventory.url, gateway_api_keys="") as gw:
         response = await gw.client.post("/api/movies", content=b"{}")
     assert response.status_code == 200
 
@@ -134,16 +134,16 @@ def test_production_refuses_the_placeholder_api_key():
     with pytest.raises(ValidationError):
         Settings(
             _env_file=None,
-            APP_ENV="production",
-            RABBITMQ_PASSWORD="secret",
-            GATEWAY_API_KEYS="real,generate-me",
+            app_env="production",
+            rabbitmq_password="secret",
+            gateway_api_keys="real,generate-me",
         )
 
 
 # --- 429 ------------------------------------------------------------------------------------------
 async def test_a_client_over_its_rate_gets_429_with_retry_after(gateway_factory, inventory):
     async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_RATE_LIMIT=0.2, GATEWAY_RATE_BURST=3
+        inventory_urls=inventory.url, gateway_rate_limit=0.2, gateway_rate_burst=3
     ) as gw:
         allowed = [await gw.client.get("/api/movies/1") for _ in range(3)]
         limited = await gw.client.get("/api/movies/1")
@@ -161,7 +161,7 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(gateway_factory,
 
 
 async def test_rate_limiting_is_off_by_default(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         statuses = {(await gw.client.get("/api/movies/1")).status_code for _ in range(200)}
     assert statuses == {200}
 

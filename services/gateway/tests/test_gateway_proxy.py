@@ -42,7 +42,7 @@ async def raw_request(url: str, request: bytes) -> tuple[bytes, list[tuple[str, 
 async def test_method_path_query_and_body_arrive_verbatim(gateway_factory, inventory, method):
     target = "/api/movies/42?title=a%20b&x=%2F&x=2&empty="
     body = b'{"title": "Alien", "description": "\xc3\xa9"}' if method != "GET" else b""
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         response = await gw.client.request(method, target, content=body)
     assert response.status_code == 200
     echoed = response.json()
@@ -56,14 +56,14 @@ async def test_method_path_query_and_body_arrive_verbatim(gateway_factory, inven
 async def test_collection_and_trailing_slash_paths_are_forwarded_as_is(
     gateway_factory, inventory, path
 ):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         response = await gw.client.get(path)
     assert response.status_code == 200
     assert response.json()["raw_path"] == path
 
 
 async def test_lookalike_paths_are_not_forwarded(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         response = await gw.client.get("/api/moviesX")
     assert response.status_code == 404
     assert response.json() == {"error": "not found"}
@@ -71,7 +71,7 @@ async def test_lookalike_paths_are_not_forwarded(gateway_factory, inventory):
 
 
 async def test_status_headers_and_body_come_back_untouched(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         created = await gw.client.post("/api/movies/created", content=b"{}")
         gone = await gw.client.get("/api/movies/404?status=404")
         nothing = await gw.client.delete("/api/movies/nothing")
@@ -90,7 +90,7 @@ async def test_status_headers_and_body_come_back_untouched(gateway_factory, inve
 async def test_hop_by_hop_request_headers_dropped_and_forwarded_headers_set(
     gateway_factory, inventory
 ):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         status, _, body = await raw_request(
             gw.url,
             b"GET /api/movies/1 HTTP/1.1\r\n"
@@ -147,7 +147,7 @@ async def test_hop_by_hop_response_headers_dropped_and_the_rest_relayed_once(
     )
     async with (
         raw_upstream(lambda head, body, i: answer) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+        gateway_factory(inventory_urls=upstream.url) as gw,
     ):
         status, headers, body = await raw_request(
             gw.url, b"GET /api/movies/1 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -172,7 +172,7 @@ async def test_head_and_body_arriving_apart_are_relayed_whole(gateway_factory, r
     ]
     async with (
         raw_upstream(lambda head, body, i: parts) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+        gateway_factory(inventory_urls=upstream.url) as gw,
     ):
         responses = [await gw.client.get("/api/movies/1") for _ in range(3)]
     for response in responses:
@@ -187,8 +187,8 @@ async def test_a_small_body_that_never_comes_is_a_504(gateway_factory, raw_upstr
     async with (
         raw_upstream(lambda h, b, i: parts) as upstream,
         gateway_factory(
-            INVENTORY_URLS=upstream.url,
-            GATEWAY_UPSTREAM_TIMEOUT=0.5,
+            inventory_urls=upstream.url,
+            gateway_upstream_timeout=0.5,
         ) as gw,
     ):
         response = await gw.client.get("/api/movies/1")
@@ -204,7 +204,7 @@ async def test_large_bodies_are_streamed_both_ways(gateway_factory, inventory, p
             yield upload[start : start + 100_000]
 
     async with gateway_factory(
-        INVENTORY_URLS=inventory.url, GATEWAY_MAX_BODY_BYTES=16 * 1024 * 1024
+        inventory_urls=inventory.url, gateway_max_body_bytes=16 * 1024 * 1024
     ) as gw:
         sized = await gw.client.post("/api/movies/upload", content=upload)
         chunked = await gw.client.post("/api/movies/upload", content=chunks())
@@ -223,7 +223,7 @@ async def test_large_bodies_are_streamed_both_ways(gateway_factory, inventory, p
 async def test_slow_upstream_is_a_504_after_the_upstream_timeout(gateway_factory):
     with Recorder() as upstream:  # /api/movies/hold is answered only after `release`
         async with gateway_factory(
-            INVENTORY_URLS=upstream.url, GATEWAY_UPSTREAM_TIMEOUT=UPSTREAM_TIMEOUT
+            inventory_urls=upstream.url, gateway_upstream_timeout=UPSTREAM_TIMEOUT
         ) as gw:
             started = time.monotonic()
             response = await gw.client.get("/api/movies/hold")
@@ -244,7 +244,7 @@ async def test_closed_port_is_a_502_without_waiting_for_the_connect_timeout(
     gateway_factory, unused_port, method
 ):
     async with gateway_factory(
-        INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}", GATEWAY_CONNECT_TIMEOUT=LONG_TIMEOUT
+        inventory_urls=f"http://127.0.0.1:{unused_port()}", gateway_connect_timeout=LONG_TIMEOUT
     ) as gw:
         started = time.monotonic()
         response = await gw.client.request(method, "/api/movies", content=b"{}")
@@ -268,9 +268,9 @@ async def test_connect_timeout_is_a_502_within_the_connect_timeout(gateway_facto
             fillers.append(filler)
         try:
             async with gateway_factory(
-                INVENTORY_URLS=f"http://127.0.0.1:{port}",
-                GATEWAY_CONNECT_TIMEOUT=CONNECT_TIMEOUT,
-                GATEWAY_UPSTREAM_TIMEOUT=LONG_TIMEOUT,
+                inventory_urls=f"http://127.0.0.1:{port}",
+                gateway_connect_timeout=CONNECT_TIMEOUT,
+                gateway_upstream_timeout=LONG_TIMEOUT,
             ) as gw:
                 started = time.monotonic()
                 response = await gw.client.get("/api/movies/1")
@@ -286,7 +286,7 @@ async def test_connect_timeout_is_a_502_within_the_connect_timeout(gateway_facto
 
 async def test_a_dead_upstream_among_two_loses_no_request(gateway_factory, inventory, unused_port):
     dead = f"http://127.0.0.1:{unused_port()}"
-    async with gateway_factory(INVENTORY_URLS=f"{dead},{inventory.url}") as gw:
+    async with gateway_factory(inventory_urls=f"{dead},{inventory.url}") as gw:
         gets = [await gw.client.get(f"/api/movies/{i}") for i in range(20)]
         post = await gw.client.post("/api/movies", content=b'{"title": "x"}')
     assert [r.status_code for r in gets] == [200] * 20
@@ -318,7 +318,7 @@ async def test_requests_are_spread_round_robin(gateway_factory):
         runners.append(runner)
         urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
     try:
-        async with gateway_factory(INVENTORY_URLS=",".join(urls)) as gw:
+        async with gateway_factory(inventory_urls=",".join(urls)) as gw:
             for _ in range(10):
                 assert (await gw.client.get("/api/movies")).status_code == 200
     finally:
@@ -339,7 +339,7 @@ async def test_stale_keepalive_connection_is_retried_for_idempotent_methods_only
 
     async with (
         raw_upstream(respond) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+        gateway_factory(inventory_urls=upstream.url) as gw,
     ):
         first = await gw.client.get("/api/movies/1")
         second = await gw.client.get("/api/movies/1")  # its pooled connection is stale: retried
@@ -364,14 +364,14 @@ async def test_unasked_for_bytes_never_answer_a_later_request(gateway_factory, r
 
     async with (
         raw_upstream(respond) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+        gateway_factory(inventory_urls=upstream.url) as gw,
     ):
         bodies = [(await gw.client.get(f"/api/movies/{i}")).content for i in range(3)]
     assert bodies == [b"for /api/movies/0", b"for /api/movies/1", b"for /api/movies/2"]
 
 
 async def test_upstream_restart_keeps_the_gateway_working(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         assert (await gw.client.get("/api/movies/1")).status_code == 200
         await inventory.stop()
         down = await gw.client.get("/api/movies/1")
@@ -382,7 +382,7 @@ async def test_upstream_restart_keeps_the_gateway_working(gateway_factory, inven
 
 
 async def test_head_answer_has_no_body_and_connection_stays_usable(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         head = await gw.client.head("/api/movies/big?size=1000")
         get = await gw.client.get("/api/movies/big?size=1000")
     assert head.status_code == 200
@@ -407,7 +407,7 @@ async def test_a_silent_pooled_connection_to_a_vanished_upstream_is_a_fast_502(g
 
     listener = await asyncio.start_server(answer_once, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
-    async with gateway_factory(INVENTORY_URLS=url, GATEWAY_UPSTREAM_TIMEOUT=30) as gw:
+    async with gateway_factory(inventory_urls=url, gateway_upstream_timeout=30) as gw:
         assert (await gw.client.get("/api/movies/1")).status_code == 200  # pools the connection
         async with asyncio.timeout(10):  # far below the 30 s upstream timeout
             response = await gw.client.get("/api/movies/2")

@@ -15,9 +15,9 @@ async def test_a_node_that_stops_confirming_costs_one_503_then_orders_go_to_the_
     await first.start()
     await second.start()
     async with gateway_factory(
-        RABBITMQ_HOST=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
-        GATEWAY_PUBLISH_TIMEOUT=1.0,
-        BILLING_QUEUE=queue_name,
+        rabbitmq_host=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
+        gateway_publish_timeout=1.0,
+        billing_queue=queue_name,
     ) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         assert first._writers and not second._writers  # publishing through the first node
@@ -50,9 +50,9 @@ async def test_every_order_in_flight_on_a_stalled_node_is_answered_within_the_ti
     await first.start()
     await second.start()
     async with gateway_factory(
-        RABBITMQ_HOST=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
-        GATEWAY_PUBLISH_TIMEOUT=1.0,
-        BILLING_QUEUE=queue_name,
+        rabbitmq_host=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
+        gateway_publish_timeout=1.0,
+        billing_queue=queue_name,
     ) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         first.flowing.clear()

@@ -16,7 +16,7 @@ def is_generated(value: str) -> bool:
 
 
 async def test_the_clients_id_is_forwarded_and_returned(gateway_factory, inventory):
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         response = await gw.client.get("/api/movies/1", headers={"X-Request-ID": "abc:DEF-1.2_3"})
     assert response.headers.get_list("x-request-id") == ["abc:DEF-1.2_3"]
     forwarded = [v for k, v in response.json()["headers"] if k == "x-request-id"]
@@ -26,7 +26,7 @@ async def test_the_clients_id_is_forwarded_and_returned(gateway_factory, invento
 @pytest.mark.parametrize("sent", [None, "", "has space", "x" * 129, "semi;colon"])
 async def test_a_missing_or_malformed_id_is_replaced_by_a_new_one(gateway_factory, inventory, sent):
     headers = {"X-Request-ID": sent} if sent is not None else {}
-    async with gateway_factory(INVENTORY_URLS=inventory.url) as gw:
+    async with gateway_factory(inventory_urls=inventory.url) as gw:
         first = await gw.client.get("/api/movies/1", headers=headers)
         second = await gw.client.get("/api/movies/1", headers=headers)
     rid = first.headers["x-request-id"]
@@ -39,7 +39,7 @@ async def test_the_upstreams_echo_is_not_duplicated(gateway_factory, raw_upstrea
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-ID: upstream-own\r\n\r\n{}"
     async with (
         raw_upstream(lambda head, body, i: answer) as upstream,
-        gateway_factory(INVENTORY_URLS=upstream.url) as gw,
+        gateway_factory(inventory_urls=upstream.url) as gw,
     ):
         response = await gw.client.get("/api/movies/1", headers={"X-Request-ID": "mine"})
     assert response.headers.get_list("x-request-id") == ["mine"]
@@ -47,9 +47,9 @@ async def test_the_upstreams_echo_is_not_duplicated(gateway_factory, raw_upstrea
 
 async def test_every_kind_of_answer_carries_the_id(gateway_factory, unused_port):
     async with gateway_factory(
-        INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}",
-        RABBITMQ_PORT=unused_port(),
-        GATEWAY_API_KEYS="k",
+        inventory_urls=f"http://127.0.0.1:{unused_port()}",
+        rabbitmq_port=unused_port(),
+        gateway_api_keys="k",
     ) as gw:
         answers = [
             await gw.client.get("/api/movies/1"),  # 502
@@ -73,7 +73,7 @@ async def test_every_kind_of_answer_carries_the_id(gateway_factory, unused_port)
 async def test_the_id_becomes_the_orders_correlation_id(
     gateway_factory, poll, queue_name, amqp, amqp_message
 ):
-    async with gateway_factory(BILLING_QUEUE=queue_name) as gw:
+    async with gateway_factory(billing_queue=queue_name) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         response = await gw.client.post(
             "/api/billing", json={"user_id": 1, "number_of_items": 1, "total_amount": 1}
@@ -108,7 +108,7 @@ async def test_log_lines_carry_the_request_id_as_json_in_production(
     gateway_factory, unused_port, log_lines
 ):
     buffer = log_lines("production")
-    async with gateway_factory(INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}") as gw:
+    async with gateway_factory(inventory_urls=f"http://127.0.0.1:{unused_port()}") as gw:
         response = await gw.client.get("/api/movies/1", headers={"X-Request-ID": "trace-me"})
     assert response.status_code == 502
     records = [json.loads(line) for line in buffer.getvalue().splitlines()]
@@ -122,7 +122,7 @@ async def test_log_lines_carry_the_request_id_readably_in_development(
     gateway_factory, unused_port, log_lines
 ):
     buffer = log_lines("development")
-    async with gateway_factory(INVENTORY_URLS=f"http://127.0.0.1:{unused_port()}") as gw:
+    async with gateway_factory(inventory_urls=f"http://127.0.0.1:{unused_port()}") as gw:
         await gw.client.get("/api/movies/1", headers={"X-Request-ID": "trace-me"})
     lines = buffer.getvalue().splitlines()
     assert any("[trace-me] gateway.proxy" in line and "unreachable" in line for line in lines)

@@ -155,13 +155,13 @@ async def health(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Gateway:
     """The gateway: the front door (front.Gateway) with its FastAPI part as `.app`."""
     settings = settings or get_settings()
-    proxy = MoviesProxy(settings.inventory_urls)
+    proxy = MoviesProxy(settings.inventory_url_list)
     metrics = Metrics()
     publisher = OrderPublisher(
         settings.amqp_url,
-        settings.BILLING_QUEUE,
-        publish_timeout=settings.GATEWAY_PUBLISH_TIMEOUT,
-        connect_timeout=max(settings.GATEWAY_CONNECT_TIMEOUT, 2.0),
+        settings.billing_queue,
+        publish_timeout=settings.gateway_publish_timeout,
+        connect_timeout=max(settings.gateway_connect_timeout, 2.0),
     )
     app = FastAPIOffline(
         title="crud-master gateway",

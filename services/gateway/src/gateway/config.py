@@ -2,61 +2,58 @@
 
 import math
 from functools import lru_cache
-from typing import Literal
 from urllib.parse import quote
 
 from crud_common.brokers import broker_addresses
-from crud_common.settings import PLACEHOLDER_SECRET
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from crud_common.settings import PLACEHOLDER_SECRET, ServiceSettings
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    """Gateway settings. Field names are the variables' names in upper case, unlike inventory's and
-    billing's (crud_common.settings), as the gateway's server code reads them."""
+class Settings(ServiceSettings):
+    """Gateway settings (the convention is crud_common.settings')."""
 
-    model_config = SettingsConfigDict(env_file=("../../.env", ".env"), extra="ignore")
+    # A refusal (the checks below) names the settings to change, never the values read: pydantic
+    # would print every input, the RabbitMQ password included, into the start-up log.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
-    APP_ENV: Literal["development", "production"] = "development"
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    GATEWAY_HOST: str = "0.0.0.0"
-    GATEWAY_PORT: int = Field(default=8082, ge=0, le=65535)
-    GATEWAY_WORKERS: int = Field(default=1, ge=1)
-    INVENTORY_URLS: str = "http://127.0.0.1:8080"
-    BILLING_URL: str = "http://127.0.0.1:8081"
-    GATEWAY_CONNECT_TIMEOUT: float = Field(default=1.0, gt=0)
-    GATEWAY_UPSTREAM_TIMEOUT: float = Field(default=10.0, gt=0)
-    GATEWAY_PUBLISH_TIMEOUT: float = Field(default=5.0, gt=0)
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = Field(default=8082, ge=0, le=65535)
+    gateway_workers: int = Field(default=1, ge=1)
+    inventory_urls: str = "http://127.0.0.1:8080"
+    billing_url: str = "http://127.0.0.1:8081"
+    gateway_connect_timeout: float = Field(default=1.0, gt=0)
+    gateway_upstream_timeout: float = Field(default=10.0, gt=0)
+    gateway_publish_timeout: float = Field(default=5.0, gt=0)
     # Request bodies larger than this are refused with 413 (also chunked ones, mid-stream).
-    GATEWAY_MAX_BODY_BYTES: int = Field(default=1024 * 1024, gt=0)
+    gateway_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # Request line and headers larger than this are refused with 431.
-    GATEWAY_MAX_HEADER_BYTES: int = Field(default=16384, ge=1024)
+    gateway_max_header_bytes: int = Field(default=16384, ge=1024)
     # Seconds a client has to send a whole request head once it began, and then its body (408).
-    GATEWAY_HEADER_TIMEOUT: float = Field(default=10.0, gt=0)
-    GATEWAY_BODY_TIMEOUT: float = Field(default=30.0, gt=0)
+    gateway_header_timeout: float = Field(default=10.0, gt=0)
+    gateway_body_timeout: float = Field(default=30.0, gt=0)
     # Seconds an idle client connection is kept open between requests.
-    GATEWAY_KEEP_ALIVE_TIMEOUT: float = Field(default=5.0, gt=0)
+    gateway_keep_alive_timeout: float = Field(default=5.0, gt=0)
     # Client connections per worker; one more is answered 503 and closed.
-    GATEWAY_MAX_CONNECTIONS: int = Field(default=1000, ge=1)
+    gateway_max_connections: int = Field(default=1000, ge=1)
     # Comma-separated bearer keys; when set, every POST/PUT/PATCH/DELETE under /api needs one.
-    GATEWAY_API_KEYS: str = ""
+    gateway_api_keys: str = ""
     # In production, no API keys is refused unless anonymous writes are wanted, explicitly.
-    GATEWAY_ALLOW_ANONYMOUS_WRITES: bool = False
+    gateway_allow_anonymous_writes: bool = False
     # Requests per second per client IP under /api (token bucket per worker); 0 = no limit.
-    GATEWAY_RATE_LIMIT: float = Field(default=0.0, ge=0)
+    gateway_rate_limit: float = Field(default=0.0, ge=0)
     # Bucket size: requests a client may send at once; 0 = the rate, rounded up (at least 1).
-    GATEWAY_RATE_BURST: int = Field(default=0, ge=0)
+    gateway_rate_burst: int = Field(default=0, ge=0)
 
-    # One broker, or the nodes of a cluster: "host[:port],host[:port],..." (port: RABBITMQ_PORT).
-    RABBITMQ_HOST: str = "127.0.0.1"
-    RABBITMQ_PORT: int = Field(default=5672, ge=1, le=65535)
-    RABBITMQ_VHOST: str = "crud_master"
-    RABBITMQ_USER: str = "crud_master"
-    RABBITMQ_PASSWORD: str
-    BILLING_QUEUE: str = "billing_queue"
+    # One broker, or the nodes of a cluster: "host[:port],host[:port],..." (port: rabbitmq_port).
+    rabbitmq_host: str = "127.0.0.1"
+    rabbitmq_port: int = Field(default=5672, ge=1, le=65535)
+    rabbitmq_vhost: str = "crud_master"
+    rabbitmq_user: str = "crud_master"
+    rabbitmq_password: SecretStr
+    billing_queue: str = "billing_queue"
 
-    @field_validator("INVENTORY_URLS", "BILLING_URL")
+    @field_validator("inventory_urls", "billing_url")
     @classmethod
     def _http_urls(cls, value: str) -> str:
         urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
@@ -64,21 +61,21 @@ class Settings(BaseSettings):
             raise ValueError("expected comma-separated http(s):// URLs")
         return ",".join(urls)
 
-    @model_validator(mode="after")
-    def _no_placeholder_in_production(self) -> "Settings":
-        if self.APP_ENV == "production" and self.RABBITMQ_PASSWORD == PLACEHOLDER_SECRET:
-            raise ValueError("RABBITMQ_PASSWORD is the placeholder 'generate-me'")
-        if self.APP_ENV == "production" and PLACEHOLDER_SECRET in self.api_keys:
-            raise ValueError("GATEWAY_API_KEYS holds the placeholder 'generate-me'")
-        return self
+    @field_validator("rabbitmq_host")
+    @classmethod
+    def _broker_hosts(cls, value: str) -> str:
+        broker_addresses(value, 5672)  # raises ValueError on a malformed entry
+        return value
 
     @model_validator(mode="after")
-    def _no_open_writes_in_production(self) -> "Settings":
-        if (
-            self.APP_ENV == "production"
-            and self.writes_open
-            and not self.GATEWAY_ALLOW_ANONYMOUS_WRITES
-        ):
+    def _no_placeholder_in_production(self) -> "Settings":
+        if self.app_env != "production":
+            return self
+        if self.rabbitmq_password.get_secret_value() == PLACEHOLDER_SECRET:
+            raise ValueError("RABBITMQ_PASSWORD is the placeholder 'generate-me'")
+        if PLACEHOLDER_SECRET in self.api_keys:
+            raise ValueError("GATEWAY_API_KEYS holds the placeholder 'generate-me'")
+        if self.writes_open and not self.gateway_allow_anonymous_writes:
             raise ValueError(
                 "APP_ENV=production with no GATEWAY_API_KEYS would let anyone write: set "
                 "GATEWAY_API_KEYS=<key>[,<key>...], or GATEWAY_ALLOW_ANONYMOUS_WRITES=true "
@@ -88,7 +85,7 @@ class Settings(BaseSettings):
 
     @property
     def api_keys(self) -> list[str]:
-        return [key.strip() for key in self.GATEWAY_API_KEYS.split(",") if key.strip()]
+        return [key.strip() for key in self.gateway_api_keys.split(",") if key.strip()]
 
     @property
     def writes_open(self) -> bool:
@@ -97,30 +94,24 @@ class Settings(BaseSettings):
 
     @property
     def rate_burst(self) -> int:
-        return self.GATEWAY_RATE_BURST or max(1, math.ceil(self.GATEWAY_RATE_LIMIT))
+        return self.gateway_rate_burst or max(1, math.ceil(self.gateway_rate_limit))
 
     @property
-    def inventory_urls(self) -> list[str]:
-        return self.INVENTORY_URLS.split(",")
-
-    @field_validator("RABBITMQ_HOST")
-    @classmethod
-    def _broker_hosts(cls, value: str) -> str:
-        broker_addresses(value, 5672)  # raises ValueError on a malformed entry
-        return value
+    def inventory_url_list(self) -> list[str]:
+        return self.inventory_urls.split(",")
 
     @property
     def amqp_url(self) -> str:
         """The broker's AMQP URL; with several nodes, their URLs comma-separated."""
-        user = quote(self.RABBITMQ_USER, safe="")
-        password = quote(self.RABBITMQ_PASSWORD, safe="")
-        vhost = quote(self.RABBITMQ_VHOST, safe="")
+        user = quote(self.rabbitmq_user, safe="")
+        password = quote(self.rabbitmq_password.get_secret_value(), safe="")
+        vhost = quote(self.rabbitmq_vhost, safe="")
         return ",".join(
             f"amqp://{user}:{password}@{host}:{port}/{vhost}"
-            for host, port in broker_addresses(self.RABBITMQ_HOST, self.RABBITMQ_PORT)
+            for host, port in broker_addresses(self.rabbitmq_host, self.rabbitmq_port)
         )
 
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return Settings()  # type: ignore[call-arg]  # the password comes from the environment

@@ -48,12 +48,12 @@ def http_date() -> bytes:
 
 def limits_of(settings: Settings) -> Limits:
     return Limits(
-        max_head=settings.GATEWAY_MAX_HEADER_BYTES,
-        max_body=settings.GATEWAY_MAX_BODY_BYTES,
-        head_timeout=settings.GATEWAY_HEADER_TIMEOUT,
-        body_timeout=settings.GATEWAY_BODY_TIMEOUT,
-        keep_alive=settings.GATEWAY_KEEP_ALIVE_TIMEOUT,
-        max_connections=settings.GATEWAY_MAX_CONNECTIONS,
+        max_head=settings.gateway_max_header_bytes,
+        max_body=settings.gateway_max_body_bytes,
+        head_timeout=settings.gateway_header_timeout,
+        body_timeout=settings.gateway_body_timeout,
+        keep_alive=settings.gateway_keep_alive_timeout,
+        max_connections=settings.gateway_max_connections,
     )
 
 
@@ -63,23 +63,23 @@ class Gateway:
         self.app = app  # the FastAPI part
         self.metrics = metrics
         limiter = None
-        if settings.GATEWAY_RATE_LIMIT > 0:
-            limiter = RateLimiter(settings.GATEWAY_RATE_LIMIT, settings.rate_burst)
+        if settings.gateway_rate_limit > 0:
+            limiter = RateLimiter(settings.gateway_rate_limit, settings.rate_burst)
         self.guard = Guard(ApiKeys(settings.api_keys), limiter)
         self.proxy: MoviesProxy = app.state.proxy
         self.publisher: OrderPublisher = app.state.publisher
         self.orders = OrderIntake(self.publisher, metrics)
-        self.server_address = (settings.GATEWAY_HOST, settings.GATEWAY_PORT)
+        self.server_address = (settings.gateway_host, settings.gateway_port)
 
     async def start(self) -> None:
         settings = self.settings
-        session = new_session(settings.GATEWAY_CONNECT_TIMEOUT, settings.GATEWAY_UPSTREAM_TIMEOUT)
+        session = new_session(settings.gateway_connect_timeout, settings.gateway_upstream_timeout)
         self.app.state.session = session
-        self.app.state.billing = BillingClient(settings.BILLING_URL, session)
+        self.app.state.billing = BillingClient(settings.billing_url, session)
         self.proxy.client = UpstreamClient(
             self.proxy.upstreams,
-            settings.GATEWAY_CONNECT_TIMEOUT,
-            settings.GATEWAY_UPSTREAM_TIMEOUT,
+            settings.gateway_connect_timeout,
+            settings.gateway_upstream_timeout,
         )
         self.publisher.start()
 

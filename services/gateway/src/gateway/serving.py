@@ -69,11 +69,11 @@ def _worker(settings: Settings, sock: socket.socket, log_config: dict) -> None:
 
 def run(settings: Settings, log_config: dict) -> None:
     """Serves until SIGTERM/SIGINT (server.py)."""
-    sock = bind(settings.GATEWAY_HOST, settings.GATEWAY_PORT)
-    workers = settings.GATEWAY_WORKERS
+    sock = bind(settings.gateway_host, settings.gateway_port)
+    workers = settings.gateway_workers
     log.info(
         "gateway listening on http://%s:%d (%d worker%s)",
-        settings.GATEWAY_HOST,
+        settings.gateway_host,
         sock.getsockname()[1],
         workers,
         "s" if workers > 1 else "",
