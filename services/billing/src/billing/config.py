@@ -3,7 +3,7 @@
 from functools import lru_cache
 
 from crud_common.brokers import broker_addresses
-from crud_common.settings import PLACEHOLDER_SECRET, ServiceSettings
+from crud_common.settings import PLACEHOLDER_SECRET, Database, ServiceSettings
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
@@ -32,6 +32,16 @@ class Settings(ServiceSettings):
     rabbitmq_user: str = "crud_master"
     rabbitmq_password: SecretStr
     billing_queue: str = "billing_queue"
+
+    @property
+    def database(self) -> Database:
+        return Database(
+            self.billing_db_host,
+            self.billing_db_port,
+            self.billing_db_name,
+            self.billing_db_user,
+            self.billing_db_password,
+        )
 
     @property
     def dead_letter_queue(self) -> str:

@@ -21,11 +21,7 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     """A lazy pool (min_size=0): the service starts even while the database is down."""
     return await asyncpg.create_pool(
-        host=settings.billing_db_host,
-        port=settings.billing_db_port,
-        database=settings.billing_db_name,
-        user=settings.billing_db_user,
-        password=settings.billing_db_password.get_secret_value(),
+        **settings.database.connect_args(),
         min_size=0,
         max_size=10,
         timeout=3,  # connect timeout

@@ -1,18 +1,14 @@
-"""`alembic upgrade head` from code (tests, prestart)."""
+"""`alembic upgrade head` from code (tests, prestart): `python -m billing.migrate`."""
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
+from crud_common import migrations
 
-SERVICE_DIR = Path(__file__).resolve().parents[2]
+SERVICE_DIR = Path(__file__).resolve().parents[2]  # src/billing/migrate.py -> services/billing
 
 
 def upgrade(revision: str = "head") -> None:
-    config = Config(str(SERVICE_DIR / "alembic.ini"))
-    config.set_main_option("script_location", str(SERVICE_DIR / "migrations"))
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, revision)
+    migrations.upgrade(SERVICE_DIR, revision)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from crud_common.settings import PLACEHOLDER_SECRET, ServiceSettings
+from crud_common.settings import PLACEHOLDER_SECRET, Database, ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 
 
@@ -24,6 +24,16 @@ class Settings(ServiceSettings):
     # X-Total-Count is exact up to this many matching movies; past it the count stops (see
     # repository.Page) and X-Total-Count-Exact: false is added.
     inventory_exact_count_limit: int = Field(default=10_000, ge=1)
+
+    @property
+    def database(self) -> Database:
+        return Database(
+            self.inventory_db_host,
+            self.inventory_db_port,
+            self.inventory_db_name,
+            self.inventory_db_user,
+            self.inventory_db_password,
+        )
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

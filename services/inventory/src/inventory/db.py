@@ -35,11 +35,7 @@ async def create_pool(settings: Settings, custom_plans: bool = False) -> asyncpg
     (plan_cache_mode=force_custom_plan; ~10 µs of planning each) and none open at start-up.
     """
     pool = await asyncpg.create_pool(
-        host=settings.inventory_db_host,
-        port=settings.inventory_db_port,
-        database=settings.inventory_db_name,
-        user=settings.inventory_db_user,
-        password=settings.inventory_db_password.get_secret_value(),
+        **settings.database.connect_args(),
         min_size=0,
         max_size=settings.inventory_db_pool_max_size,
         max_inactive_connection_lifetime=0,
