@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from crud_common.settings import PLACEHOLDER_SECRET, Database, ServiceSettings
+from crud_common.settings import Database, ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 
 
@@ -39,11 +39,6 @@ class Settings(ServiceSettings):
     def _check(self) -> "Settings":
         if self.inventory_db_pool_min_size > self.inventory_db_pool_max_size:
             raise ValueError("INVENTORY_DB_POOL_MIN_SIZE exceeds INVENTORY_DB_POOL_MAX_SIZE")
-        if (
-            self.app_env == "production"
-            and self.inventory_db_password.get_secret_value() == PLACEHOLDER_SECRET
-        ):
-            raise ValueError("INVENTORY_DB_PASSWORD is still the placeholder 'generate-me'")
         return self
 
 
