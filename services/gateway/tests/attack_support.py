@@ -386,3 +386,26 @@ def assert_nothing_forwarded(port: int, recorder: Recorder, mark) -> None:
     forwarded = [(r.method, r.target) for r in recorder.requests_since(mark)]
     assert forwarded == [("GET", "/api/movies/barrier")], forwarded
     assert recorder.unfinished_bytes() == b"", recorder.unfinished_bytes()[:300]
+
+
+def assert_refused(
+    port: int,
+    recorder: Recorder,
+    request: bytes,
+    status: int,
+    error: str | None = None,
+    *,
+    closes: bool = False,
+) -> None:
+    """`request` on a fresh connection gets the gateway's own `status` answer (and `error`); with
+    `closes`, a framing refusal: `Connection: close`, then the socket closes. Nothing of it reaches
+    the upstream. Sent from a thread: the gateway may answer before it has read it all."""
+    mark = recorder.mark()
+    with Client(port) as client:
+        sender = client.send_in_background(request)
+        if closes:
+            assert_refused_and_closed(client, status, error)
+        else:
+            assert_gateway_error(client.answer(), status, error)
+        sender.join(5)
+    assert_nothing_forwarded(port, recorder, mark)

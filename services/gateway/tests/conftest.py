@@ -373,5 +373,19 @@ async def relay_factory(settings: Settings) -> AsyncIterator[Callable[[int], Tcp
 
 
 @pytest.fixture
+def gateway_through(
+    gateway_factory, queue_name: str
+) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningGateway]]:
+    """`async with gateway_through(first, second, **settings) as gw:` a gateway whose broker nodes
+    are these relays (RABBITMQ_HOST, in order), publishing to this test's queue."""
+
+    def run(*relays: TcpRelay, **settings: Any) -> contextlib.AbstractAsyncContextManager:
+        nodes = ", ".join(f"127.0.0.1:{relay.port}" for relay in relays)  # spaces allowed
+        return gateway_factory(rabbitmq_host=nodes, billing_queue=queue_name, **settings)
+
+    return run
+
+
+@pytest.fixture
 def amqp_message() -> Callable[..., Awaitable[aio_pika.abc.AbstractIncomingMessage]]:
     return next_message

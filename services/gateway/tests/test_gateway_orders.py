@@ -263,16 +263,11 @@ async def test_broker_unreachable_is_503_at_once_and_movies_still_served(
 
 
 async def test_broker_down_at_boot_then_up_then_cut_then_back(
-    gateway_factory, unused_port, relay_factory, poll, amqp, queue_name, amqp_message
+    gateway_through, unused_port, relay_factory, poll, amqp, queue_name, amqp_message
 ):
     relay = relay_factory(unused_port())
     order = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
-    async with gateway_factory(
-        rabbitmq_host="127.0.0.1",
-        rabbitmq_port=relay.port,
-        billing_queue=queue_name,
-        gateway_publish_timeout=LONG_TIMEOUT,
-    ) as gw:
+    async with gateway_through(relay, gateway_publish_timeout=LONG_TIMEOUT) as gw:
         down = await gw.client.post("/api/billing", json=order)
         assert down.status_code == 503  # broker absent at boot: the gateway serves anyway
 
@@ -297,16 +292,13 @@ async def test_broker_down_at_boot_then_up_then_cut_then_back(
 
 
 async def test_with_several_brokers_it_moves_to_the_next_when_its_own_is_lost(
-    gateway_factory, unused_port, relay_factory, poll, amqp, queue_name, amqp_message
+    gateway_through, unused_port, relay_factory, poll, amqp, queue_name, amqp_message
 ):
     first, second = relay_factory(unused_port()), relay_factory(unused_port())
     await first.start()
     await second.start()
     order = {"user_id": 4, "number_of_items": 1, "total_amount": "2.50"}
-    async with gateway_factory(
-        rabbitmq_host=f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}",
-        billing_queue=queue_name,
-    ) as gw:
+    async with gateway_through(first, second) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         assert first._writers and not second._writers  # relayed by the first node, in order
         await first.stop()  # that node is gone for good: the gateway moves on at once
@@ -319,16 +311,11 @@ async def test_with_several_brokers_it_moves_to_the_next_when_its_own_is_lost(
 
 
 async def test_missing_confirm_is_503_after_the_publish_timeout(
-    gateway_factory, unused_port, relay_factory, poll, queue_name
+    gateway_through, unused_port, relay_factory, poll
 ):
     relay = relay_factory(unused_port())
     await relay.start()
-    async with gateway_factory(
-        rabbitmq_host="127.0.0.1",
-        rabbitmq_port=relay.port,
-        gateway_publish_timeout=PUBLISH_TIMEOUT,
-        billing_queue=queue_name,
-    ) as gw:
+    async with gateway_through(relay, gateway_publish_timeout=PUBLISH_TIMEOUT) as gw:
         await poll(lambda: gw.publisher.connected, 10, "the broker connection")
         relay.flowing.clear()  # the broker's answers (confirms) are held back
         started = time.monotonic()
