@@ -34,11 +34,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from loopback import require_loopback
+from revisions import checkout, python_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -209,6 +211,9 @@ class Platform:
             "nginx": args.nginx_port,
             "relay": args.relay_port,
         }
+        self.base_tree: Path | None = None  # with --base: a checkout of that revision
+        if args.base:
+            self.ports["base"] = args.base_port
         self.proxy_pids: dict[str, int] = {}  # target -> the pid whose process tree proxies
 
     def url(self, target: str) -> str:
@@ -246,6 +251,14 @@ class Platform:
         wait_for(lambda: http_ok(self.url("direct") + "/health"), 30, "inventory")
         self.proxy_pids["gateway"] = self.spawn("gateway", ROOT / "services/gateway/server.py", env)
         wait_for(lambda: http_ok(self.url("gateway") + "/api/movies?limit=1"), 30, "gateway")
+        if self.base_tree:
+            base_env = env | {
+                "GATEWAY_PORT": str(self.ports["base"]),
+                "PYTHONPATH": python_path(self.base_tree),
+            }
+            server = self.base_tree / "services/gateway/server.py"
+            self.proxy_pids["base"] = self.spawn("base", server, base_env)
+            wait_for(lambda: http_ok(self.url("base") + "/api/movies?limit=1"), 30, "base gateway")
         self.start_nginx()
         wait_for(lambda: http_ok(self.url("nginx") + "/api/movies?limit=1"), 10, "nginx")
         self.proxy_pids["nginx"] = int((self.nginx_prefix / "nginx.pid").read_text())
@@ -447,6 +460,15 @@ def print_table(
             print(
                 f"| {WORKLOAD_LABELS[workload]} | {ours:.2f} | {nginx:.2f} | {nginx - ours:+.2f} |"
             )
+    if "base" in targets and "gateway" in targets:
+        print(f"\n| workload | gateway / base ({args.base}): req/s | proxy µs/req |")
+        print("|---|---|---|")
+        for workload, by_target in results.items():
+            ours, base = by_target["gateway"], by_target["base"]
+            print(
+                f"| {WORKLOAD_LABELS[workload]} | {ours['rps'] / base['rps']:.2f} "
+                f"| {ours['cpu_us'] / base['cpu_us']:.2f} |"
+            )
     print(
         "\nreq/s, p50, p99, proxy µs/req: median of the rounds; ratio: target req/s / direct "
         "req/s;\nproxy µs/req: CPU time of the proxy's processes / requests; errors: non-2xx "
@@ -474,6 +496,8 @@ def main() -> None:
     parser.add_argument("--gateway-port", type=int, default=28082)
     parser.add_argument("--nginx-port", type=int, default=28090)
     parser.add_argument("--relay-port", type=int, default=28092)
+    parser.add_argument("--base", help="also the gateway of this git revision (target 'base')")
+    parser.add_argument("--base-port", type=int, default=28094)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -486,8 +510,12 @@ def main() -> None:
 
     started = time.monotonic()
     platform = Platform(args)
+    stack = ExitStack()  # the --base checkout
     results: dict[str, dict[str, dict[str, float]]] = {}
     try:
+        if args.base:
+            platform.base_tree = stack.enter_context(checkout(args.base))
+            targets.append("base")
         platform.start()
         if set(workloads) & {"id", "list", "post"}:
             platform.seed(1000)
@@ -498,6 +526,7 @@ def main() -> None:
             results[workload] = {target: median_run(runs[target]) for target in targets}
     finally:
         platform.stop()
+        stack.close()
     print_table(results, targets, args)
     log(f"done in {time.monotonic() - started:.0f}s")
 

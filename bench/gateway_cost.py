@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from revisions import checkout, python_path
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv/bin/python")
 REQUEST = b"GET /api/movies/1 HTTP/1.1\r\nHost: 127.0.0.1:8082\r\n\r\n"
@@ -122,13 +124,13 @@ async def drive(requests: int) -> None:
     await gateway.close()
 
 
-def instructions(source: Path, requests: int) -> float:
-    """Instructions per request of the gateway in `source` (a checkout's services/gateway/src)."""
+def instructions(tree: Path, requests: int) -> float:
+    """Instructions per request of the gateway (and crud_common) of `tree`, a checkout."""
     with tempfile.TemporaryDirectory(prefix="gateway-cost-") as tmp:
         out = Path(tmp) / "callgrind.out"
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         command += [f"--callgrind-out-file={out}", PYTHON, __file__, "--drive", str(requests)]
-        env = os.environ | SETTINGS | {"PYTHONPATH": str(source)}
+        env = os.environ | SETTINGS | {"PYTHONPATH": python_path(tree)}
         with subprocess.Popen(
             command,
             env=env,
@@ -164,20 +166,11 @@ def main() -> None:
 
         uvloop.run(drive(args.drive))
         return
-    work = instructions(ROOT / "services/gateway/src", args.requests)
+    work = instructions(ROOT, args.requests)
     print(f"working tree: {work:,.0f} instructions per proxied GET")
     if args.base:
-        with tempfile.TemporaryDirectory(prefix="gateway-cost-base-") as tmp:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", tmp, args.base],
-                check=True,
-            )
-            try:
-                base = instructions(Path(tmp) / "services/gateway/src", args.requests)
-            finally:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", tmp], check=True
-                )
+        with checkout(args.base) as tree:
+            base = instructions(tree, args.requests)
         print(f"{args.base}: {base:,.0f} instructions per proxied GET")
         print(f"working tree / {args.base}: {work / base:.3f}")
 
