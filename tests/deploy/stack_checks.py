@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("gateway", "inventory", "billing")
@@ -51,17 +52,6 @@ def container_state(service: str) -> dict:
 
 def psql(service: str, database: str, sql: str) -> str:
     return compose("exec", "-T", service, "psql", "-qtA", "-d", database, "-c", sql).stdout.strip()
-
-
-def wait_for(condition, timeout: float, message: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message}: not within {timeout}s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +184,9 @@ def test_an_order_is_stored_and_looked_up(gateway):
     )
     assert response.status_code == 200, response.text
     order_id = response.json()["order_id"]
-    order = wait_for(
+    order = wait_until(
         lambda: (r := gateway.get(f"/api/billing/{order_id}")).status_code == 200 and r.json(),
-        timeout=20,
+        within=20,
         message="order stored",
     )
     assert (order["user_id"], order["number_of_items"], order["total_amount"]) == (7, 2, "12.50")
@@ -226,23 +216,23 @@ def test_killed_billing_is_restarted_and_every_queued_order_is_stored_once(gatew
     for sender in senders:
         sender.start()
     try:
-        wait_for(lambda: len(accepted) >= 200, 30, "orders flowing before the kill")
+        wait_until(lambda: len(accepted) >= 200, 30, message="orders flowing before the kill")
         # SIGKILL to the container's process from the host: a crash (as the OOM killer would).
         # `docker kill` would not do: Docker takes it for a manual stop and does not restart.
         os.kill(before["State"]["Pid"], signal.SIGKILL)
         killed_at = time.time()
-        restarted = wait_for(
+        restarted = wait_until(
             lambda: (
                 (s := container_state("billing"))["RestartCount"] > before["RestartCount"]
                 and s["State"]["Running"]
                 and s
             ),
-            timeout=60,
+            within=60,
             message="billing restarted by its restart policy",
         )
-        wait_for(lambda: gateway.get("/health").status_code == 200, 60, "gateway healthy")
+        wait_until(lambda: gateway.get("/health").status_code == 200, 60, message="gateway healthy")
         flowing = len(accepted) + 100
-        wait_for(lambda: len(accepted) >= flowing, 30, "orders flowing after the restart")
+        wait_until(lambda: len(accepted) >= flowing, 30, message="orders flowing after the restart")
     finally:
         stop.set()
         for sender in senders:
@@ -269,7 +259,7 @@ def test_killed_billing_is_restarted_and_every_queued_order_is_stored_once(gatew
         )
         return int(count) == len(ids)
 
-    wait_for(all_stored, 60, f"all {len(ids)} accepted orders stored", interval=1)
+    wait_until(all_stored, 60, interval=1, message=f"all {len(ids)} accepted orders stored")
     duplicates = psql(
         "billing-db",
         database,

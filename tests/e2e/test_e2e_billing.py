@@ -3,7 +3,7 @@
 import json
 import uuid
 
-from platform_processes import eventually
+from polling import eventually
 
 
 async def stored_order(orders_db, order_id: str):

@@ -16,10 +16,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from polling import wait_until
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts (/usr/sbin ones `su rabbitmq`)
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -30,17 +29,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {timeout}s")
-        time.sleep(interval)
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -160,7 +148,9 @@ class RabbitNode:
                 raise RuntimeError(f"rabbitmq-server exited:\n{_tail(self.log)}")
             return self.answers_amqp()
 
-        wait_for(answers, timeout, f"RabbitMQ {self.nodename} on :{self.port}", 0.2)
+        wait_until(
+            answers, timeout, interval=0.2, message=f"RabbitMQ {self.nodename} on :{self.port}"
+        )
 
     def answers_amqp(self) -> bool:
         """True once the broker answers the AMQP protocol header with connection.start."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
+from polling import eventually
 
 from amqp_bulk import BulkPublisher
 from platform_processes import ROOT, Platform
@@ -93,18 +94,19 @@ async def count_orders(db: asyncpg.Connection) -> int:
     return await db.fetchval("SELECT count(*) FROM orders")
 
 
-async def eventually(probe, within: float, interval: float = 0.05, message: str = "condition"):
-    """Await `probe()` (sync or async) until truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message}: not within {within}s (last: {result!r})")
-        await asyncio.sleep(interval)
+async def stored_at_least(db: asyncpg.Connection, count: int) -> bool:
+    return await count_orders(db) >= count
+
+
+async def stored_and_acked(
+    db: asyncpg.Connection, rabbit: RabbitNode, count: int, within: float, message: str
+) -> None:
+    """Until `count` orders are stored and none is left on the queue, ready or unacknowledged
+    (billing acks a batch once it is committed)."""
+    await eventually(lambda: stored_at_least(db, count), within=within, message=message)
+    await eventually(
+        lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=15, message="orders acked"
+    )
 
 
 async def run_billing_cli(
@@ -204,10 +206,6 @@ class OrderStream:
         return [a.order_id for a in self.with_status(200) if a.order_id]
 
 
-async def storing(orders_db, more_than: int) -> bool:
-    return await count_orders(orders_db) > more_than
-
-
 async def assert_every_200_stored_once(
     orders_db, stream: OrderStream, also: Iterable[str] = ()
 ) -> list[str]:
@@ -217,7 +215,7 @@ async def assert_every_200_stored_once(
     assert len(accepted) == len(set(accepted))
     expected = set(accepted) | set(also)
     await eventually(
-        lambda: storing(orders_db, len(expected) - 1), within=90, message="every 200 stored"
+        lambda: stored_at_least(orders_db, len(expected)), within=90, message="every 200 stored"
     )
     stored = await stored_ids(orders_db)
     assert len(stored) == len(set(stored)), "an order was stored twice"

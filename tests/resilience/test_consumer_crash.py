@@ -5,15 +5,17 @@ import random
 import signal
 
 import aio_pika
+from polling import eventually
 
 from private_nodes import free_port
 from resilience_support import (
     QUEUE,
     count_orders,
-    eventually,
     new_orders,
     publish_orders,
     queue_depth,
+    stored_and_acked,
+    stored_at_least,
     stored_ids,
 )
 
@@ -37,7 +39,7 @@ async def test_billing_killed_while_draining_stores_every_order_exactly_once(
     # not committed yet): the moment an ack sent before the commit would lose orders.
     for progress in (1_000, 8_000):
         platform.start("billing", wait=False)
-        await eventually(lambda n=progress: _at_least(orders_db, n), within=60, interval=0.01)
+        await eventually(lambda n=progress: stored_at_least(orders_db, n), within=60, interval=0.01)
         await eventually(lambda: _inserting(orders_db), within=30, interval=0.001)
         platform.stop("billing", signal.SIGKILL)
     stored_at_kill = await count_orders(orders_db)
@@ -56,10 +58,7 @@ async def test_billing_killed_while_draining_stores_every_order_exactly_once(
         await eventually(nothing_missing, within=15, message="stored + queued covers every order")
 
         platform.start("billing")
-        await eventually(
-            lambda: _at_least(orders_db, len(orders)), within=90, message="all orders stored"
-        )
-        await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=15)
+        await stored_and_acked(orders_db, rabbit, len(orders), 90, "all orders stored")
     await assert_exactly_once(orders_db, ids)
     assert await count_orders(orders_db) == len(orders)
 
@@ -79,12 +78,9 @@ async def test_three_consumers_store_every_order_exactly_once(platform, rabbit, 
     assert await publish_orders(rabbit, messages) == len(messages)
 
     # One of the three dies mid-way; the other two finish its share.
-    await eventually(lambda: _at_least(orders_db, 4_000), within=60, interval=0.01)
+    await eventually(lambda: stored_at_least(orders_db, 4_000), within=60, interval=0.01)
     platform.stop("billing-2", signal.SIGKILL)
-    await eventually(
-        lambda: _at_least(orders_db, len(orders)), within=90, message="all orders stored"
-    )
-    await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=15)
+    await stored_and_acked(orders_db, rabbit, len(orders), 90, "all orders stored")
     await assert_exactly_once(orders_db, ids)
     for name in ("billing-1", "billing-3"):
         assert platform.processes[name].poll() is None, f"{name} died"
@@ -96,7 +92,3 @@ async def _inserting(orders_db) -> bool:
         "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
         " AND state IN ('active', 'idle in transaction') AND query LIKE '%INSERT INTO orders%'"
     )
-
-
-async def _at_least(orders_db, count: int) -> bool:
-    return await count_orders(orders_db) >= count

@@ -4,15 +4,16 @@ import asyncio
 import time
 
 import aio_pika
+from polling import eventually
 
 from private_nodes import free_port
 from resilience_support import (
     QUEUE,
     count_orders,
-    eventually,
     new_orders,
     publish_orders,
     queue_depth,
+    stored_and_acked,
     vm_rss_kib,
 )
 
@@ -53,13 +54,12 @@ async def test_draining_a_150k_backlog_keeps_rss_under_200_mib(platform, rabbit,
             return await queue_depth(channel, QUEUE) == 0
 
         await eventually(drained, within=80, interval=0.25, message="backlog delivered")
-        await eventually(lambda: _stored(orders_db, BACKLOG), within=20, message="all stored")
+        await stored_and_acked(orders_db, rabbit, BACKLOG, 20, "all stored")
     finally:
         done.set()
         await sampler
         await connection.close()
     elapsed = time.monotonic() - started
-    await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=15)
     assert await count_orders(orders_db) == BACKLOG
 
     peak_mib = max(samples) / 1024
@@ -67,7 +67,3 @@ async def test_draining_a_150k_backlog_keeps_rss_under_200_mib(platform, rabbit,
     assert len(samples) > 20  # it was watched during the whole drain, not once
     assert peak_mib < LIMIT_MIB, f"billing RSS reached {peak_mib:.0f} MiB"
     assert peak_mib - idle_mib < GROWTH_MIB, f"RSS grew from {idle_mib:.0f} to {peak_mib:.0f} MiB"
-
-
-async def _stored(db, count: int) -> bool:
-    return await count_orders(db) >= count

@@ -8,15 +8,16 @@ import time
 
 import asyncpg
 import httpx
+from polling import eventually
 
 from resilience_support import (
     QUEUE,
-    count_orders,
-    eventually,
     new_orders,
     post_order,
     publish_orders,
     start_gateway,
+    stored_and_acked,
+    stored_at_least,
     stored_ids,
 )
 
@@ -42,8 +43,7 @@ async def test_broker_restart_keeps_queued_orders_and_everything_reconnects(
             accepted.append(response.json()["order_id"])
 
         await post_accepted(1)
-        await eventually(lambda: _stored(orders_db, 1), within=10, message="consumer works")
-        await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=10)  # acked
+        await stored_and_acked(orders_db, rabbit, 1, 10, "consumer works")
 
         # Orders queued (billing frozen: they wait on the queue or unacked in its socket) ...
         os.kill(billing.pid, signal.SIGSTOP)
@@ -100,7 +100,9 @@ async def test_broker_restart_keeps_queued_orders_and_everything_reconnects(
 
         await eventually(billing_healthy, within=15, interval=0.2, message="billing reconnected")
         await eventually(
-            lambda: _stored(orders_db, len(accepted)), within=20, message="all orders stored"
+            lambda: stored_at_least(orders_db, len(accepted)),
+            within=20,
+            message="all orders stored",
         )
         consumer_back = time.monotonic() - back
 
@@ -121,8 +123,7 @@ async def test_database_down_nothing_is_acked_the_consumer_backs_off_and_resumes
     billing = platform.start("billing")
     first = new_orders(1)
     await publish_orders(rabbit, first)
-    await eventually(lambda: _stored(orders_db, 1), within=10, message="consumer works")
-    await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=10)  # acked
+    await stored_and_acked(orders_db, rabbit, 1, 10, "consumer works")
     await orders_db.close()
 
     postgres.stop("fast")  # every open connection is cut
@@ -157,16 +158,9 @@ async def test_database_down_nothing_is_acked_the_consumer_backs_off_and_resumes
         postgres.start()
         db = await asyncpg.connect(postgres.dsn)
         try:
-            await eventually(
-                lambda: _stored(db, len(orders) + 1), within=30, message="resumed, all stored"
-            )
-            await eventually(lambda: rabbit.queue_counts(QUEUE)["messages"] == 0, within=15)
+            await stored_and_acked(db, rabbit, len(orders) + 1, 30, "resumed, all stored")
             assert sorted(await stored_ids(db)) == sorted(i for i, _ in first + orders)
             assert (await billing_api.get("/health")).status_code == 200
         finally:
             await db.close()
     assert billing.poll() is None and platform.processes["billing"].pid == billing.pid
-
-
-async def _stored(db, count: int) -> bool:
-    return await count_orders(db) >= count

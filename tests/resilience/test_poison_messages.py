@@ -6,13 +6,13 @@ import uuid
 import aio_pika
 import httpx
 import orjson
+from polling import eventually
 
 from billing.broker import queue_arguments
 from resilience_support import (
     DLQ,
     QUEUE,
     count_orders,
-    eventually,
     new_orders,
     publish_orders,
     queue_depth,

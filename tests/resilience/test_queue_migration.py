@@ -4,13 +4,13 @@ lost or stored twice, and the gateway takes orders again by itself once the queu
 queue. (The migration alone, message by message: services/billing/tests/test_billing_queues.py.)"""
 
 import aio_pika
+from polling import eventually
 
 from resilience_support import (
     DLQ,
     QUEUE,
     OrderStream,
     assert_every_200_stored_once,
-    eventually,
     new_orders,
     run_billing_cli,
 )

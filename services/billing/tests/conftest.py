@@ -1,7 +1,7 @@
 """Billing test fixtures: the real test database and the real RabbitMQ test vhost (.env.test)."""
 
 import asyncio
-import inspect
+import functools
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +12,7 @@ import aio_pika
 import asyncpg
 import httpx
 import orjson
+import polling
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -115,22 +116,9 @@ def depth(channel) -> Callable[[str], Awaitable[int]]:
 
 @pytest.fixture
 def eventually() -> Callable[..., Awaitable[Any]]:
-    """Poll `check` (sync or async) until it returns a truthy value; fail after `within` s."""
-
-    async def _eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            if loop.time() > deadline:
-                pytest.fail(f"condition not met within {within}s (last: {result!r})")
-            await asyncio.sleep(0.05)
-
-    return _eventually
+    """`polling.eventually` (tests/e2e/polling.py, shared by every test suite), within 10 s
+    unless told otherwise: `await eventually(check)` polls `check` (sync or async) until truthy."""
+    return functools.partial(polling.eventually, within=10.0)
 
 
 @pytest.fixture
@@ -228,3 +216,11 @@ async def client_for() -> AsyncIterator[Callable[[Settings], Awaitable[httpx.Asy
 @pytest.fixture
 async def client(client_for, settings: Settings, clean: None) -> httpx.AsyncClient:
     return await client_for(settings)
+
+
+@pytest.fixture
+async def client_without_broker(
+    client_for, settings: Settings, closed_port: int, clean: None
+) -> httpx.AsyncClient:
+    """A client on a billing app whose broker is down (RabbitMQ's port: one nothing listens on)."""
+    return await client_for(settings.model_copy(update={"rabbitmq_port": closed_port}))

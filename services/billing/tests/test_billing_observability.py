@@ -168,11 +168,8 @@ async def test_queue_depth_gauges_equal_the_queued_messages(
     assert await eventually(depths) == (4, 2)
 
 
-async def test_metrics_without_the_broker_leave_the_gauges_out(
-    client_for, settings, closed_port, clean
-) -> None:
-    client = await client_for(settings.model_copy(update={"rabbitmq_port": closed_port}))
-    response = await client.get("/metrics")
+async def test_metrics_without_the_broker_leave_the_gauges_out(client_without_broker) -> None:
+    response = await client_without_broker.get("/metrics")
     assert response.status_code == 200
     assert "billing_queue_depth" not in response.text
     assert "billing_dead_letters" not in response.text
@@ -181,13 +178,12 @@ async def test_metrics_without_the_broker_leave_the_gauges_out(
 
 
 async def test_metrics_count_the_consumers_attempts_to_reach_the_broker(
-    client_for, settings, closed_port, clean, eventually
+    client_without_broker, eventually
 ) -> None:
-    client = await client_for(settings.model_copy(update={"rabbitmq_port": closed_port}))
-    first = value(await scrape(client), "billing_consumer_connect_attempts_total")
+    first = value(await scrape(client_without_broker), "billing_consumer_connect_attempts_total")
 
     async def retried() -> bool:
-        after = await scrape(client)
+        after = await scrape(client_without_broker)
         return value(after, "billing_consumer_connect_attempts_total") >= first + 2
 
     await eventually(retried)  # backoff 0.5 s, then 1 s
