@@ -1,14 +1,13 @@
 """The three services as real processes, started the way PM2 starts them (`python server.py`)."""
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("inventory", "billing", "gateway")
@@ -37,18 +36,6 @@ def broker_url() -> str:
 
 def base_url(service: str) -> str:
     return f"http://127.0.0.1:{os.environ[PORT_VARIABLES[service]]}"
-
-
-def wait_until(condition, timeout: float, interval: float = 0.1, message: str = "condition"):
-    """Poll `condition` until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not met within {timeout}s")
-        time.sleep(interval)
 
 
 def migrate(service: str) -> None:
@@ -132,15 +119,3 @@ class Platform:
     def stop_all(self) -> None:
         for name in list(self.processes):
             self.stop(name)
-
-
-async def eventually(probe, within: float, interval: float = 0.1, message: str = "condition"):
-    """Await `probe()` until it returns a truthy value; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not met within {within}s")
-        await asyncio.sleep(interval)
