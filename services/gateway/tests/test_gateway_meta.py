@@ -206,7 +206,7 @@ def test_production_refuses_the_placeholder_password():
     def production(**settings: str) -> Settings:  # with a key: writes are not the reason
         return Settings(_env_file=None, app_env="production", gateway_api_keys="k", **settings)
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="rabbitmq_password"):
         production(rabbitmq_password="generate-me")
     production(rabbitmq_password="not-the-placeholder")
     Settings(_env_file=None, app_env="development", rabbitmq_password="generate-me")

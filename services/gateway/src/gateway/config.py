@@ -4,18 +4,13 @@ import math
 from functools import lru_cache
 from urllib.parse import quote
 
-from crud_common.brokers import broker_addresses
-from crud_common.settings import PLACEHOLDER_SECRET, ServiceSettings
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from crud_common.settings import PLACEHOLDER_SECRET, BrokerSettings
+from pydantic import Field, field_validator, model_validator
 
 
-class Settings(ServiceSettings):
-    """Gateway settings (the convention is crud_common.settings')."""
-
-    # A refusal (the checks below) names the settings to change, never the values read: pydantic
-    # would print every input, the RabbitMQ password included, into the start-up log.
-    model_config = SettingsConfigDict(hide_input_in_errors=True)
+class Settings(BrokerSettings):
+    """Gateway settings (the convention is crud_common.settings'; RABBITMQ_* and BILLING_QUEUE
+    come from BrokerSettings)."""
 
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(default=8082, ge=0, le=65535)
@@ -45,14 +40,6 @@ class Settings(ServiceSettings):
     # Bucket size: requests a client may send at once; 0 = the rate, rounded up (at least 1).
     gateway_rate_burst: int = Field(default=0, ge=0)
 
-    # One broker, or the nodes of a cluster: "host[:port],host[:port],..." (port: rabbitmq_port).
-    rabbitmq_host: str = "127.0.0.1"
-    rabbitmq_port: int = Field(default=5672, ge=1, le=65535)
-    rabbitmq_vhost: str = "crud_master"
-    rabbitmq_user: str = "crud_master"
-    rabbitmq_password: SecretStr
-    billing_queue: str = "billing_queue"
-
     @field_validator("inventory_urls", "billing_url")
     @classmethod
     def _http_urls(cls, value: str) -> str:
@@ -61,18 +48,10 @@ class Settings(ServiceSettings):
             raise ValueError("expected comma-separated http(s):// URLs")
         return ",".join(urls)
 
-    @field_validator("rabbitmq_host")
-    @classmethod
-    def _broker_hosts(cls, value: str) -> str:
-        broker_addresses(value, 5672)  # raises ValueError on a malformed entry
-        return value
-
     @model_validator(mode="after")
-    def _no_placeholder_in_production(self) -> "Settings":
+    def _no_placeholder_or_open_writes_in_production(self) -> "Settings":
         if self.app_env != "production":
             return self
-        if self.rabbitmq_password.get_secret_value() == PLACEHOLDER_SECRET:
-            raise ValueError("RABBITMQ_PASSWORD is the placeholder 'generate-me'")
         if PLACEHOLDER_SECRET in self.api_keys:
             raise ValueError("GATEWAY_API_KEYS holds the placeholder 'generate-me'")
         if self.writes_open and not self.gateway_allow_anonymous_writes:
@@ -108,7 +87,7 @@ class Settings(ServiceSettings):
         vhost = quote(self.rabbitmq_vhost, safe="")
         return ",".join(
             f"amqp://{user}:{password}@{host}:{port}/{vhost}"
-            for host, port in broker_addresses(self.rabbitmq_host, self.rabbitmq_port)
+            for host, port in self.rabbitmq_addresses
         )
 
 
