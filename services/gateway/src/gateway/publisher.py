@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractConnection
 from aiormq import spec
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import DeliveryError, PublishError
+from crud_common.backoff import backoff
 
 from .errors import BrokerUnavailable
 
@@ -104,18 +105,20 @@ class OrderPublisher:
 
     async def _stay_connected(self) -> None:
         """Round-robin over the nodes; a pause (with backoff) only after a whole round failed."""
-        delay, failures, node = self._reconnect_interval, 0, 0
+        failures, node = 0, 0
+        delays = backoff(self._reconnect_interval, self._max_backoff)
         while not self._closed:  # (aiormq may swallow a cancellation while connecting)
             url, node = self._urls[node], (node + 1) % len(self._urls)
             if not await self._connect(url):
                 failures += 1
                 if failures % len(self._urls) == 0:
                     self._failing_over = False  # no node answers: 503 at once
+                    delay = next(delays)
                     log.warning("no broker reachable; retrying in %.1f s", delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._max_backoff)
                 continue
-            failures, delay, self._failing_over = 0, self._reconnect_interval, False
+            failures, self._failing_over = 0, False
+            delays = backoff(self._reconnect_interval, self._max_backoff)
             channel = self._channel
             assert channel is not None
             closing, stalled = channel.closing, asyncio.ensure_future(self._stalled.wait())
