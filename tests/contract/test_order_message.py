@@ -17,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polling import eventually
 from pydantic import ValidationError
 
 from billing import broker, migrate
@@ -179,15 +180,11 @@ async def test_the_real_publisher_and_consumer_agree_on_the_broker():
         consumer.start()  # declares the same queue (and its DLQ), then stores the order
 
         async def stored() -> asyncpg.Record | None:
-            return await pool.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while (row := await stored()) is None:
             dead_lettered = REGISTRY.get_sample_value("orders_dead_lettered_total")
             assert dead_lettered == dead_lettered_before, "billing dead-lettered the order"
-            assert loop.time() < deadline, "the order was not stored"
-            await asyncio.sleep(0.05)
+            return await pool.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
+
+        row = await eventually(stored, within=15, message="the order stored")
         assert (row["user_id"], row["number_of_items"]) == (41, 3)
         assert row["total_amount"] == Decimal("12.30")
         await _assert_quorum(queue, broker.queue_arguments(f"{queue}.dlq"))

@@ -86,6 +86,13 @@ async def publish_orders(rabbit: RabbitNode, orders: Iterable[tuple[str, bytes]]
         return await publisher.publish(QUEUE, orders)
 
 
+async def publish_new_orders(rabbit: RabbitNode, count: int) -> list[str]:
+    """Publish `count` new orders, every one confirmed by the broker (accepted); their ids."""
+    orders = new_orders(count)
+    assert await publish_orders(rabbit, orders) == count, "not every order was confirmed"
+    return [order_id for order_id, _ in orders]
+
+
 async def stored_ids(db: asyncpg.Connection) -> list[str]:
     return [str(row[0]) for row in await db.fetch("SELECT order_id FROM orders")]
 
