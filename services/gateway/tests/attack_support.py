@@ -1,6 +1,7 @@
-"""The attacker's kit: the real gateway as a process (`python server.py`), an upstream that
-records every byte it receives and judges each request strictly (recording_upstream.py), and a
-raw-socket client with a small strict reader of answers.
+"""The attacker's kit: the real gateway as a process (`python server.py`; the rate-limit and
+metrics tests start theirs here too), an upstream that records every byte it receives and judges
+each request strictly (recording_upstream.py), and a raw-socket client with a small strict
+reader of answers.
 
 GATEWAY_TEST_SERVER_DIR (default: this service) runs another checkout's gateway, e.g. a worktree
 of an older commit, to prove that these tests fail there."""
@@ -40,6 +41,7 @@ TEST_SETTINGS = {
 
 
 def free_port() -> int:
+    """A port nothing listens on (bound then released)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -69,7 +71,7 @@ class GatewayProcess:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def _environment(port: int, recorder: Recorder, settings: dict) -> dict[str, str]:
+def _environment(port: int, inventory_url: str, settings: dict) -> dict[str, str]:
     env = {
         **os.environ,
         "APP_ENV": "development",
@@ -77,7 +79,7 @@ def _environment(port: int, recorder: Recorder, settings: dict) -> dict[str, str
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
         "GATEWAY_WORKERS": "1",
-        "INVENTORY_URLS": recorder.url,
+        "INVENTORY_URLS": inventory_url,
         "BILLING_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         "GATEWAY_API_KEYS": "",
         "GATEWAY_RATE_LIMIT": "0",
@@ -100,14 +102,16 @@ def _answers_openapi(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_gateway(log_dir: Path, recorder: Recorder, **settings) -> Iterator[GatewayProcess]:
+def running_gateway(log_dir: Path, inventory_url: str, **settings) -> Iterator[GatewayProcess]:
+    """`python server.py` on a free port in front of `inventory_url`, with TEST_SETTINGS and
+    `settings` (variables: GATEWAY_WORKERS=2); yields once it answers, stops it after."""
     port = free_port()
     log = log_dir / f"gateway-{port}.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "server.py"],
             cwd=SERVER_DIR,
-            env=_environment(port, recorder, settings),
+            env=_environment(port, inventory_url, settings),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -145,7 +149,7 @@ def gateway_fixtures(**settings):
     @pytest.fixture(scope="module")
     def gateway(recorder, tmp_path_factory):
         directory = tmp_path_factory.mktemp("gateway")
-        with running_gateway(directory, recorder, **settings) as gateway:
+        with running_gateway(directory, recorder.url, **settings) as gateway:
             yield gateway.port
 
     return recorder, gateway

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,12 +20,7 @@ from gateway.config import Settings, get_settings
 from gateway.front import Gateway
 from gateway.serving import bind, serving
 
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .attack_support import free_port
 
 
 async def wait_until(

@@ -31,7 +31,7 @@ recorder, gateway = gateway_fixtures()
 def patient(recorder, tmp_path_factory):
     """Waits 10 s for an upstream answer: a test can watch a held request."""
     directory = tmp_path_factory.mktemp("patient")
-    with running_gateway(directory, recorder, GATEWAY_UPSTREAM_TIMEOUT=10) as gateway:
+    with running_gateway(directory, recorder.url, GATEWAY_UPSTREAM_TIMEOUT=10) as gateway:
         yield gateway.port
 
 
@@ -43,7 +43,7 @@ def bounded(recorder, tmp_path_factory):
         "GATEWAY_KEEP_ALIVE_TIMEOUT": 10,
         "GATEWAY_HEADER_TIMEOUT": 10,
     }
-    with running_gateway(tmp_path_factory.mktemp("bounded"), recorder, **settings) as gateway:
+    with running_gateway(tmp_path_factory.mktemp("bounded"), recorder.url, **settings) as gateway:
         yield gateway.port
 
 

@@ -1,14 +1,9 @@
 """/metrics: requests by route template and status, latency histograms, published orders."""
 
-import asyncio
-import os
-import sys
-from pathlib import Path
-
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-GATEWAY_DIR = Path(__file__).resolve().parents[1]
+from .attack_support import running_gateway
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -86,35 +81,15 @@ async def test_published_orders_are_counted_ok_and_unavailable(
     assert down[("orders_published_total", (("result", "ok"),))] == 0
 
 
-async def test_several_workers_report_their_sum(inventory, unused_port, poll):
+async def test_several_workers_report_their_sum(inventory, tmp_path, poll):
     """server.py with 2 workers: whichever worker answers /metrics counts every worker's work."""
-    port = unused_port()
-    env = {
-        **os.environ,
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_WORKERS": "2",
-        "INVENTORY_URLS": inventory.url,
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "server.py", cwd=GATEWAY_DIR, env=env, start_new_session=True
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get("/metrics")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await poll(up, 20, "the gateway's workers")
+    with running_gateway(tmp_path, inventory.url, GATEWAY_WORKERS=2) as gateway:
+        url = f"http://127.0.0.1:{gateway.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
             # New connections each time: the kernel spreads them over both workers.
             for _ in range(40):
                 async with httpx.AsyncClient(timeout=5) as once:
-                    response = await once.get(f"http://127.0.0.1:{port}/api/movies/1")
+                    response = await once.get(f"{url}/api/movies/1")
                     assert response.status_code == 200
 
             async def counted() -> float:
@@ -127,7 +102,4 @@ async def test_several_workers_report_their_sum(inventory, unused_port, poll):
             # Each worker adds its tallies to the shared files within a second.
             await poll(all_counted, 10, "both workers' counts")
             totals = {await counted() for _ in range(6)}
-    finally:
-        os.killpg(process.pid, 15)
-        await process.wait()
     assert totals == {40}

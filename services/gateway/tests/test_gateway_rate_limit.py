@@ -6,20 +6,15 @@ Clients are told apart by their address: each test sends from its own loopback a
 low (one token in 50 s) that no token comes back while a test runs.
 """
 
-import asyncio
-import os
-import socket
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
 
-GATEWAY_DIR = Path(__file__).resolve().parents[1]
+from .attack_support import running_gateway
+
 RATE = 0.02
 BURST = 3
 ORDER = {
@@ -69,12 +64,6 @@ def order_answer(request: web.Request) -> web.Response:
     return web.json_response(ORDER)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Gateway:
     def __init__(self, url: str, inventory: StandIn, billing: StandIn) -> None:
         self.url = url
@@ -100,58 +89,14 @@ async def gateway(tmp_path_factory) -> AsyncIterator[Gateway]:
     inventory, billing = StandIn(movie_answer), StandIn(order_answer)
     await inventory.start()
     await billing.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_WORKERS": "1",
-        "GATEWAY_RATE_LIMIT": str(RATE),
-        "GATEWAY_RATE_BURST": str(BURST),
-        "GATEWAY_API_KEYS": "",
-        "INVENTORY_URLS": inventory.url,
-        "BILLING_URL": billing.url,
-    }
-    log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "server.py", cwd=GATEWAY_DIR, env=env, stdout=log, stderr=log
-        )
-    url = f"http://127.0.0.1:{port}"
+    limits = {"GATEWAY_RATE_LIMIT": RATE, "GATEWAY_RATE_BURST": BURST, "BILLING_URL": billing.url}
     try:
-        await _wait_ready(url, process, log_path)
-        yield Gateway(url, inventory, billing)
+        directory = tmp_path_factory.mktemp("gateway")
+        with running_gateway(directory, inventory.url, **limits) as process:
+            yield Gateway(f"http://127.0.0.1:{process.port}", inventory, billing)
     finally:
-        if process.returncode is None:
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
         await inventory.stop()
         await billing.stop()
-
-
-async def _wait_ready(url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    """Poll GET /openapi.json (it needs no upstream) until 200; fail after 30 s."""
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            if process.returncode is not None:
-                raise AssertionError(f"gateway exited ({process.returncode}): {_text(log)}")
-            try:
-                if (await client.get(f"{url}/openapi.json")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gateway not ready within 30 s: {_text(log)}")
-            await asyncio.sleep(0.1)
-
-
-def _text(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
 
 
 def assert_too_many(response: httpx.Response) -> None:
