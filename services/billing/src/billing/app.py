@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from crud_common.errors import ServiceError
+from crud_common.handlers import install_error_handlers
 from crud_common.routes import BACKEND_APP_OPTIONS, add_route
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,13 +16,17 @@ from fastapi.responses import JSONResponse
 from billing import repository
 from billing.config import Settings, get_settings
 from billing.consumer import Consumer
-from billing.db import create_pool, transaction
-from billing.errors import OrderNotFound, install_handlers
+from billing.db import UNAVAILABLE, create_pool, transaction
 from billing.observability import Observe
 from billing.schemas import OrderCreate, OrderPublic, parse_order_id
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 1.5
+
+
+class OrderNotFound(ServiceError):
+    status_code = 404
+    message = "order not found"
 
 
 @asynccontextmanager
@@ -109,7 +115,7 @@ class BillingApp(FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = BillingApp(title="billing", version="0.1.0", lifespan=lifespan, **BACKEND_APP_OPTIONS)
     app.state.settings = settings
-    install_handlers(app)
+    install_error_handlers(app, invalid=lambda _: "invalid order", database_errors=UNAVAILABLE)
     add_route(app.router, "/api/orders", create_order, "POST", status_code=201)
     add_route(app.router, "/api/orders/{order_id}", get_order, "GET")
     add_route(app.router, "/health", health, "GET")

@@ -7,6 +7,7 @@ from urllib.parse import quote, urlencode
 
 import asyncpg
 import orjson
+from crud_common.handlers import install_error_handlers
 from crud_common.routes import BACKEND_APP_OPTIONS, add_route
 from fastapi import FastAPI, Query, Request
 from fastapi.telemetry import TelemetryConfig
@@ -20,7 +21,7 @@ from inventory.errors import (
     MalformedJSON,
     MovieNotFound,
     ValidationFailed,
-    install_handlers,
+    invalid_request,
 )
 from inventory.observability import Observe
 from inventory.responses import JSONResponse
@@ -232,7 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=NO_TELEMETRY,
         **BACKEND_APP_OPTIONS,
     )
-    install_handlers(app)
+    install_error_handlers(app, invalid=invalid_request, database_errors=db.UNAVAILABLE_ERRORS)
     for path, method, endpoint, options in _ROUTES:
         add_route(app.router, path, endpoint, method, **options)
     return app

@@ -105,4 +105,4 @@ class DirectDispatch:
         for cls in type(exc).__mro__:
             if cls in self.handlers:
                 return self.handlers[cls]
-        raise AssertionError("no handler for Exception")  # errors.install_handlers sets one
+        raise AssertionError("no handler for Exception")  # install_error_handlers sets one
