@@ -13,9 +13,10 @@ Connection losses count too, hence a limit well above what a few node failures c
 
 import contextlib
 import logging
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from aio_pika.exceptions import ChannelPreconditionFailed
 from aiormq.abc import AbstractChannel as AmqpChannel
 
@@ -26,6 +27,19 @@ log = logging.getLogger(__name__)
 DELIVERY_LIMIT = 20
 CONNECT_TIMEOUT = 5
 DLQ_ARGUMENTS = {"x-queue-type": "quorum"}
+# What a message published again keeps of the original's properties (not its expiration, which
+# would run again, nor its user_id, which the broker checks against the publishing user).
+KEPT_PROPERTIES = (
+    "content_type",
+    "content_encoding",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "message_id",
+    "timestamp",
+    "type",
+    "app_id",
+)
 
 
 def queue_arguments(dead_letter_queue: str) -> dict[str, object]:
@@ -36,6 +50,15 @@ def queue_arguments(dead_letter_queue: str) -> dict[str, object]:
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": dead_letter_queue,
     }
+
+
+def persistent_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """`message` to publish again (dead-lettered, replayed, moved): its body and properties,
+    persistent, with `headers` instead of its own."""
+    kept = {name: getattr(message, name) for name in KEPT_PROPERTIES}
+    return aio_pika.Message(
+        message.body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **kept
+    )
 
 
 class QueueMismatch(RuntimeError):

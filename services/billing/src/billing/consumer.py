@@ -30,7 +30,7 @@ from aiormq.abc import DeliveredMessage
 from crud_common.backoff import backoff
 from crud_common.logs import request_id
 
-from billing.broker import connect, declare_queues
+from billing.broker import connect, declare_queues, persistent_copy
 from billing.config import Settings
 from billing.db import transaction
 from billing.deliveries import Deliveries
@@ -56,18 +56,13 @@ Item = tuple[DeliveredMessage, NewOrder]
 
 
 def dead_letter(message: DeliveredMessage, reason: str, queue: str) -> aio_pika.Message:
-    properties = message.header.properties
-    headers = dict(properties.headers or {})
-    headers[REASON_HEADER] = reason[:1000]
-    headers[ORIGINAL_QUEUE_HEADER] = queue
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=properties.content_type,
-        message_id=properties.message_id,
-        correlation_id=properties.correlation_id,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
+    incoming = aio_pika.IncomingMessage(message)
+    headers = {
+        **(incoming.headers or {}),
+        REASON_HEADER: reason[:1000],
+        ORIGINAL_QUEUE_HEADER: queue,
+    }
+    return persistent_copy(incoming, headers)
 
 
 async def _settle(message: DeliveredMessage, *, multiple: bool = False) -> None:

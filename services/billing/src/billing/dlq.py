@@ -2,9 +2,7 @@
 
 from dataclasses import dataclass
 
-import aio_pika
-
-from billing.broker import connect, declare_queues
+from billing.broker import connect, declare_queues, persistent_copy
 from billing.config import Settings
 from billing.consumer import ORIGINAL_QUEUE_HEADER, REASON_HEADER
 
@@ -83,16 +81,7 @@ async def replay(settings: Settings) -> int:
                 if key not in NOT_REPLAYED
             }
             await channel.default_exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers=headers,
-                    content_type=message.content_type,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=settings.billing_queue,
-                timeout=5,
+                persistent_copy(message, headers), routing_key=settings.billing_queue, timeout=5
             )
             await message.ack()
             moved += 1

@@ -20,7 +20,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
-from billing.broker import DLQ_ARGUMENTS, connect, queue_arguments
+from billing.broker import DLQ_ARGUMENTS, connect, persistent_copy, queue_arguments
 from billing.config import Settings
 
 BATCH = 200  # messages taken, then published together, then acknowledged at once
@@ -123,17 +123,4 @@ async def _move(channel: AbstractChannel, source: str, target: str) -> int:
 
 def _copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     headers = {k: v for k, v in (message.headers or {}).items() if k not in SET_BY_THE_QUEUE}
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-    )
+    return persistent_copy(message, headers)
