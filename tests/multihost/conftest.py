@@ -13,11 +13,11 @@ import shlex
 import shutil
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = "cmbr0"
@@ -166,10 +166,11 @@ class Host:
             sh("kill", "-9", pid, check=False)
         self.holder.kill()
         self.holder.wait()
-        deadline = time.monotonic() + 10
-        while sh("ip", "netns", "pids", self.netns, check=False).stdout.strip():
-            assert time.monotonic() < deadline, f"{self.name}: processes outlived kill -9"
-            time.sleep(0.1)
+        wait_until(
+            lambda: not sh("ip", "netns", "pids", self.netns, check=False).stdout.strip(),
+            10,
+            message=f"{self.name}: every process gone after kill -9",
+        )
         sh("ip", "netns", "del", self.netns, check=False)
 
 
