@@ -167,6 +167,19 @@ async def test_unknown_route_and_wrong_method_are_json(gateway_factory):
     assert "date" in missing.headers  # the gateway's own answers carry a Date
 
 
+async def test_an_unexpected_error_is_a_json_500_not_a_dropped_connection(gateway_factory):
+    async def fails() -> None:
+        raise RuntimeError("a bug")
+
+    async with gateway_factory() as gw:
+        gw.app.app.add_api_route("/fails", fails)  # a route of the FastAPI part with a bug
+        response = await gw.client.get("/fails", headers={"X-Request-ID": "bug-1"})
+        after = await gw.client.get("/openapi.json")  # the connection is still served
+    assert (response.status_code, response.json()) == (500, {"error": "internal error"})
+    assert response.headers["x-request-id"] == "bug-1"
+    assert after.status_code == 200
+
+
 def test_settings_defaults_follow_the_contract(monkeypatch):
     for name in ("GATEWAY_PORT", "GATEWAY_WORKERS", "BILLING_QUEUE"):
         monkeypatch.delenv(name, raising=False)

@@ -6,13 +6,14 @@ import logging
 from typing import Annotated
 
 import aiohttp
+from crud_common.handlers import install_error_handlers
 from fastapi import APIRouter, Path, Request, Response
 from fastapi_offline import FastAPIOffline
 
 from .billing_client import BillingClient
 from .config import Settings, get_settings
 from .docs import both, document, error_doc, movies
-from .errors import GatewayError, install_error_handlers, json_response
+from .errors import GatewayError, json_response
 from .front import Gateway
 from .metrics import Metrics
 from .proxy import MoviesProxy
@@ -174,7 +175,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     app.state.proxy = proxy
     app.state.publisher = publisher
     app.state.metrics = metrics
-    install_error_handlers(app)
+    install_error_handlers(app, invalid=lambda _: "invalid request", database_errors=())
     for router in (movies, orders, meta):
         app.include_router(router)
 

@@ -3,11 +3,14 @@ connection has read whole: the body is handed over at once, the answer collected
 answers are small) and framed by the connection like every other."""
 
 import asyncio
+import logging
 from typing import Any
 
 from crud_common.observe import ASGIApp, Message
 
 from .http1 import Request, Response
+
+log = logging.getLogger(__name__)
 
 # Framing and hop-by-hop fields are the connection's to write.
 _DROPPED = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
@@ -51,5 +54,12 @@ async def call(app: ASGIApp, request: Request, server: tuple[str, int]) -> tuple
         elif message["type"] == "http.response.body":
             body.append(message.get("body", b""))
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        if not body:
+            raise
+        # Starlette answers an unexpected error (500, crud_common.handlers) and then raises it
+        # again for the server to log: the answer stands, the connection stays usable.
+        log.exception("unhandled error")
     return Response(status, headers, b"".join(body)), scope.get("route")
