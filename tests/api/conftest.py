@@ -4,13 +4,13 @@ The `platform` fixture (the three services as processes on the test ports) lives
 tests/conftest.py, shared with tests/e2e.
 """
 
-import asyncio
 import os
 import time
 
 import aio_pika
 import asyncpg
 import pytest
+from polling import eventually
 
 from platform_processes import base_url, broker_url, database_dsn
 
@@ -30,18 +30,18 @@ async def orders_settle(platform):
     broker = await aio_pika.connect(broker_url())
     try:
         channel = await broker.channel()
-        deadline = time.monotonic() + 60
         last, stable_since = None, time.monotonic()
-        while time.monotonic() < deadline:
+
+        async def quiet() -> bool:
+            nonlocal last, stable_since
             queue = await channel.declare_queue(os.environ["BILLING_QUEUE"], passive=True)
-            ready = queue.declaration_result.message_count
             count = await connection.fetchval("SELECT count(*) FROM orders")
-            if ready or count != last:
+            if queue.declaration_result.message_count or count != last:
                 last, stable_since = count, time.monotonic()
-            elif time.monotonic() - stable_since >= 1.0:
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError("billing did not drain the queued orders within 60 s")
+                return False
+            return time.monotonic() - stable_since >= 1.0
+
+        await eventually(quiet, within=60, interval=0.2, message="billing drained the orders")
     finally:
         await broker.close()
         await connection.close()
