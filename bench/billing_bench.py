@@ -18,6 +18,8 @@ Billing is not running during (b): the queue only fills (the gateway answers wit
     their declarations turned classic, see CLASSIC_PATCH), the quorum queue on one node (`make
     up`), the quorum queue on a cluster of three nodes (Compose, Kubernetes; services given the
     three addresses).
+(d) with --base REV: (a) and (b, 1 worker) for the working tree and for REV (a temporary git
+    worktree), alternated round by round: a change's cost measured under the same load.
 """
 
 import argparse
@@ -25,6 +27,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,7 @@ import aio_pika  # noqa: E402
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 from loopback import require_loopback  # noqa: E402
+from revisions import checkout, python_path  # noqa: E402
 
 from amqp_bulk import BulkPublisher  # noqa: E402
 from billing.broker import queue_arguments  # noqa: E402
@@ -70,19 +74,7 @@ elif os.path.basename(os.getcwd()) == "billing":
     billing.broker.queue_arguments = lambda dead_letter_queue: {}
     billing.broker.DLQ_ARGUMENTS = {}
 """
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"user_id": 7, "number_of_items": "2", "total_amount": "20.50"}'
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'RESULT {"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, '
-    .. '"p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
+WRK_SCRIPT = ROOT / "bench/wrk/post_order.lua"
 
 
 # --- naive baselines (run as subprocesses of this script) ----------------------------------------
@@ -247,11 +239,13 @@ class Bench:
             await connection.close()
         return {"per_s": self.backlog / elapsed, "seconds": elapsed, "rss_mib": peak / 1024}
 
-    def drain_real(self) -> dict:
-        def start() -> int:
-            return self.platform.start("billing", wait=False).pid
+    def drain_real(self, platform: Platform | None = None) -> dict:
+        platform = platform or self.platform
 
-        return asyncio.run(self.drain(start, lambda: self.platform.stop("billing")))
+        def start() -> int:
+            return platform.start("billing", wait=False).pid
+
+        return asyncio.run(self.drain(start, lambda: platform.stop("billing")))
 
     def drain_naive(self) -> dict:
         process: list[subprocess.Popen] = []
@@ -267,10 +261,8 @@ class Bench:
         return asyncio.run(self.drain(start, stop))
 
     def wrk(self, url: str) -> dict:
-        script = self.logs / "post.lua"
-        script.write_text(WRK_SCRIPT)
         # warm-up (connections, JIT-free but caches and the channel), then the measured run
-        wrk_cmd = ["wrk", "-t1", "-c32", "-s", str(script), f"{url}/api/billing"]
+        wrk_cmd = ["wrk", "-t1", "-c32", "-s", str(WRK_SCRIPT), f"{url}/api/billing"]
         subprocess.run([*wrk_cmd[:1], "-d2s", *wrk_cmd[1:]], capture_output=True, check=True)
         out = subprocess.run(
             [*wrk_cmd[:1], f"-d{self.duration}s", *wrk_cmd[1:]],
@@ -289,15 +281,38 @@ class Bench:
             "p99_ms": result["p99_us"] / 1000,
         }
 
-    def post_gateway(self, workers: int, env: dict | None = None, url: str | None = None) -> dict:
+    def post_gateway(
+        self,
+        workers: int,
+        env: dict | None = None,
+        url: str | None = None,
+        platform: Platform | None = None,
+    ) -> dict:
+        platform = platform or self.platform
         asyncio.run(self.reset(url))
         env = {**(env or {}), "GATEWAY_WORKERS": str(workers)}
-        self.platform.start("gateway", env=env, wait=False)
+        platform.start("gateway", env=env, wait=False)
         try:
-            self.platform.wait_healthy("gateway", ready=_broker_ok)
-            return self.wrk(self.platform.url("gateway"))
+            platform.wait_healthy("gateway", ready=_broker_ok)
+            return self.wrk(platform.url("gateway"))
         finally:
-            self.platform.stop("gateway")
+            platform.stop("gateway")
+
+    def versus(self, tree: Path, rounds: int) -> dict[str, dict[str, list[dict]]]:
+        """(d): billing's drain and the gateway's POST rate (1 worker), the working tree's and
+        those of another checkout `tree`, alternated round by round."""
+        logs = self.logs / "base"
+        logs.mkdir(exist_ok=True)
+        base = Platform(logs, env={**self.env, "PYTHONPATH": python_path(tree)}, root=tree)
+        platforms = {"working tree": self.platform, "base": base}
+        runs = {name: {"drain": [], "post": []} for name in platforms}
+        for round_number in range(rounds):
+            order = list(platforms) if round_number % 2 == 0 else list(platforms)[::-1]
+            for name in order:
+                print(f"versus base, round {round_number + 1}: {name} ...", file=sys.stderr)
+                runs[name]["drain"].append(self.drain_real(platforms[name]))
+                runs[name]["post"].append(self.post_gateway(1, platform=platforms[name]))
+        return runs
 
     def post_naive(self) -> dict:
         asyncio.run(self.reset())
@@ -395,10 +410,23 @@ def table(rows: list[tuple[str, str, str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def versus_table(runs: dict[str, dict[str, list[dict]]], revision: str) -> str:
+    def median(name: str, part: str) -> float:
+        return statistics.median(run["per_s"] for run in runs[name][part])
+
+    rows = [("measure (per second)", "working tree", revision, "ratio", "")]
+    for part, label in (("drain", "orders drained by billing"), ("post", "POST /api/billing 200s")):
+        ours, base = median("working tree", part), median("base", part)
+        rows.append((label, f"{ours:,.0f}", f"{base:,.0f}", f"{ours / base:.2f}x", ""))
+    return table(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/billing", description=__doc__.split("\n")[0])
     parser.add_argument("--backlog", type=int, default=50_000, help="queued orders to drain")
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
+    parser.add_argument("--base", help="(d): also billing and the gateway of this git revision")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (d), alternated (3)")
     parser.add_argument(
         "--parts",
         default="drain,post,queues",
@@ -427,6 +455,9 @@ def main() -> int:
                 results[f"post_gateway_{workers}"] = bench.post_gateway(workers)
         if "queues" in parts:
             results["queues"] = bench.queue_layouts()
+        if args.base:
+            with checkout(args.base) as tree:
+                results["versus"] = bench.versus(tree, args.rounds)
     finally:
         bench.close()
 
@@ -486,12 +517,16 @@ def main() -> int:
             f"{name}: p50 {post['p50_ms']:.1f} ms, p99 {post['p99_ms']:.1f} ms, "
             f"non-2xx {post['non_2xx']}, socket errors {post['socket_errors']}"
         )
-    print(
-        "baselines: drain = one INSERT (autocommit) + one ack per message, "
-        f"same prefetch ({PREFETCH}); "
-        "POST = bare aiohttp endpoint, one aio-pika confirming channel, 1 process. "
-        f"{os.cpu_count()} CPUs; private RabbitMQ and PostgreSQL (fsync on); loopback only."
-    )
+    if args.base:
+        print(f"\n{versus_table(results['versus'], args.base)}")
+        print(f"median of {args.rounds} alternated rounds; POST: the gateway with 1 worker")
+    if parts & {"drain", "post"}:
+        print(
+            "baselines: drain = one INSERT (autocommit) + one ack per message, "
+            f"same prefetch ({PREFETCH}); "
+            "POST = bare aiohttp endpoint, one aio-pika confirming channel, 1 process. "
+            f"{os.cpu_count()} CPUs; private RabbitMQ and PostgreSQL (fsync on); loopback only."
+        )
     out = ROOT / "bench/results"
     out.mkdir(exist_ok=True)
     (out / f"billing-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(

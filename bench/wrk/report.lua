@@ -1,4 +1,4 @@
--- Shared by the wrk scripts of bench/gateway: after a run, print one machine-readable line
+-- Shared by the wrk scripts of bench/gateway and bench/billing: after a run, print one machine-readable line
 --   RESULT {"requests": …, "duration_us": …, "non_2xx": …, "socket_errors": …, "p50_us": …, "p99_us": …}
 report = function(summary, latency, requests)
   local e = summary.errors

@@ -52,8 +52,9 @@ class Platform:
     (e.g. private broker and database); `start(..., name=, env=)` runs more instances of a service
     under their own names with their own overrides (port, ...)."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None, root: Path = ROOT) -> None:
         self.log_dir = log_dir
+        self.root = root  # the checkout whose services run (bench/billing --base: another one)
         self.env = dict(env or {})
         self.processes: dict[str, subprocess.Popen] = {}
         self.services: dict[str, str] = {}  # instance name -> service
@@ -73,7 +74,7 @@ class Platform:
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "server.py"],
-                cwd=ROOT / "services" / service,
+                cwd=self.root / "services" / service,
                 env=self.envs[name],
                 stdout=log,
                 stderr=subprocess.STDOUT,
