@@ -1,6 +1,9 @@
 """Inspect and replay dead letters (`python -m billing dlq list|replay`)."""
 
+import asyncio
 from dataclasses import dataclass
+
+from aio_pika.abc import AbstractChannel
 
 from billing.broker import connect, declare_queues, persistent_copy
 from billing.config import Settings
@@ -56,7 +59,21 @@ async def browse(settings: Settings) -> list[DeadLetter]:
             last = message
         if last is not None:
             await last.nack(multiple=True, requeue=True)
+            await _until_ready(channel, settings.dead_letter_queue, len(letters))
     return letters
+
+
+async def _until_ready(channel: AbstractChannel, queue: str, count: int, within: float = 5) -> None:
+    """Wait (at most `within` seconds) until `queue` holds `count` ready messages again: a quorum
+    queue counts requeued messages only once it has applied the requeue, so a `dlq replay` right
+    after `dlq list` would otherwise find fewer letters."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        declared = await channel.declare_queue(queue, passive=True)
+        if (declared.declaration_result.message_count or 0) >= count:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def replay(settings: Settings) -> int:
