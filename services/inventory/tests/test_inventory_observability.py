@@ -16,7 +16,7 @@ import orjson
 import pytest
 from crud_common.logs import JsonFormatter, RequestIdFilter
 from fastapi import FastAPI
-from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from inventory.app import create_app
 from inventory.config import Settings
@@ -25,9 +25,13 @@ ServeApp = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 SERVER = Path(__file__).resolve().parents[1] / "server.py"
 
 
-def requests_total(method: str, route: str, status: int) -> float:
+async def requests_total(client: httpx.AsyncClient, method: str, route: str, status: int) -> float:
+    """The count `GET /metrics` shows (0 before the first such request)."""
     labels = {"method": method, "route": route, "status": str(status)}
-    return REGISTRY.get_sample_value("http_requests_total", labels) or 0.0
+    families = text_string_to_metric_families((await client.get("/metrics")).text)
+    samples = (sample for family in families for sample in family.samples)
+    counts = [s.value for s in samples if s.name == "http_requests_total" and s.labels == labels]
+    return counts[0] if counts else 0.0
 
 
 # --- X-Request-ID ------------------------------------------------------------------------------
@@ -113,20 +117,20 @@ async def test_requests_are_counted_by_route_template_and_status(
 ) -> None:
     created = (await client.post("/api/movies", json={"title": "t", "description": ""})).json()
     before = {
-        "ok": requests_total("GET", "/api/movies/{id}", 200),
-        "absent": requests_total("GET", "/api/movies/{id}", 404),
-        "list": requests_total("GET", "/api/movies", 200),
-        "unmatched": requests_total("GET", "unmatched", 404),
+        "ok": await requests_total(client, "GET", "/api/movies/{id}", 200),
+        "absent": await requests_total(client, "GET", "/api/movies/{id}", 404),
+        "list": await requests_total(client, "GET", "/api/movies", 200),
+        "unmatched": await requests_total(client, "GET", "unmatched", 404),
     }
     await client.get(f"/api/movies/{created['id']}")
     await client.get(f"/api/movies/{created['id']}/")  # the slash variant: same route label
     await client.get("/api/movies/424242")
     await client.get("/api/movies?title=x")
     await client.get("/no/such/path")
-    assert requests_total("GET", "/api/movies/{id}", 200) == before["ok"] + 2
-    assert requests_total("GET", "/api/movies/{id}", 404) == before["absent"] + 1
-    assert requests_total("GET", "/api/movies", 200) == before["list"] + 1
-    assert requests_total("GET", "unmatched", 404) == before["unmatched"] + 1
+    assert await requests_total(client, "GET", "/api/movies/{id}", 200) == before["ok"] + 2
+    assert await requests_total(client, "GET", "/api/movies/{id}", 404) == before["absent"] + 1
+    assert await requests_total(client, "GET", "/api/movies", 200) == before["list"] + 1
+    assert await requests_total(client, "GET", "unmatched", 404) == before["unmatched"] + 1
 
     text = (await client.get("/metrics")).text
     assert 'http_requests_total{method="GET",route="/api/movies/{id}",status="200"}' in text
@@ -139,14 +143,16 @@ async def test_requests_are_counted_by_route_template_and_status(
 async def test_metrics_are_prometheus_text_not_counted_nor_documented(
     client: httpx.AsyncClient, path: str
 ) -> None:
-    before = requests_total("GET", "unmatched", 200) + requests_total("GET", "/metrics", 200)
+    async def scrapes_counted() -> float:  # its own look-ups are GET /metrics too
+        unmatched = await requests_total(client, "GET", "unmatched", 200)
+        return unmatched + await requests_total(client, "GET", "/metrics", 200)
+
+    before = await scrapes_counted()
     response = await client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "# TYPE http_requests_total counter" in response.text
-    assert (
-        requests_total("GET", "unmatched", 200) + requests_total("GET", "/metrics", 200) == before
-    )
+    assert await scrapes_counted() == before
     assert "/metrics" not in (await client.get("/openapi.json")).json()["paths"]
 
 
@@ -181,15 +187,21 @@ def test_metrics_cover_every_worker(settings: Settings, migrated: None, tmp_path
         for _ in range(60):  # a new connection each: the two workers share them
             response = httpx.get(f"{base}/api/movies/1", headers={"Connection": "close"})
             assert response.status_code == 404
+        sample = re.compile(r'http_requests_total\{[^}]*route="/api/movies/\{id\}"[^}]*\} (\S+)')
+
+        def counted() -> float:
+            text = httpx.get(f"{base}/metrics", headers={"Connection": "close"}).text
+            match = sample.search(text)
+            return float(match.group(1)) if match else 0.0
+
+        deadline = time.monotonic() + 10  # each worker adds its tallies within a second
+        while counted() != 60.0:
+            assert time.monotonic() < deadline, "every request counted"
+            time.sleep(0.1)
         (metrics_dir,) = tmp_path.glob("inventory-metrics-*")
         writers = {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
         assert len(writers) == 2, "both workers served requests"
-        sample = re.compile(r'http_requests_total\{[^}]*route="/api/movies/\{id\}"[^}]*\} (\S+)')
-        totals = set()
-        for _ in range(10):
-            text = httpx.get(f"{base}/metrics", headers={"Connection": "close"}).text
-            totals.add(float(sample.search(text).group(1)))
-        assert totals == {60.0}
+        assert {counted() for _ in range(10)} == {60.0}
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=20)

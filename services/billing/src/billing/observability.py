@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from crud_common import observe
+from crud_common.metrics import CONTENT_TYPE, RequestMetrics
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 # service's of the same name in one Python process (the test suite imports all three services).
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
-REQUESTS, DURATION = observe.request_metrics(REGISTRY)
+METRICS = RequestMetrics(REGISTRY)
 CONSUMED = Counter("orders_consumed", "Orders stored from the queue (new rows)", registry=REGISTRY)
 DUPLICATES = Counter(
     "orders_duplicates", "Queued orders whose order_id was already stored", registry=REGISTRY
@@ -59,7 +60,7 @@ QueueDepths = Callable[[], Awaitable[tuple[int, int]]]
 
 async def metrics_text(queue_depths: QueueDepths | None) -> bytes:
     """The process's metrics plus the queue gauges, read now (absent if the broker is down)."""
-    body = generate_latest(REGISTRY)
+    body, _ = METRICS.render()
     if queue_depths is None:
         return body
     task = asyncio.ensure_future(queue_depths())
@@ -81,9 +82,9 @@ async def metrics_text(queue_depths: QueueDepths | None) -> bytes:
 
 
 class Observe(observe.Observe):
-    requests = REQUESTS
-    durations = DURATION
+    metrics = METRICS
 
-    async def metrics_body(self, scope: observe.Scope) -> bytes:
+    async def metrics_body(self, scope: observe.Scope) -> tuple[bytes, bytes]:
         consumer = getattr(getattr(scope.get("app"), "state", None), "consumer", None)
-        return await metrics_text(consumer.queue_depths if consumer is not None else None)
+        body = await metrics_text(consumer.queue_depths if consumer is not None else None)
+        return body, CONTENT_TYPE
