@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .recording_upstream import Recorder
+from .recording_upstream import Fields, Recorder
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVER_DIR = Path(os.environ.get("GATEWAY_TEST_SERVER_DIR", ROOT / "services" / "gateway"))
@@ -161,14 +161,11 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass
-class Answer:
+class Answer(Fields):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
     head: bytes = field(repr=False)
-
-    def all(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name]
 
     def header(self, name: str) -> str | None:
         values = self.all(name)

@@ -65,8 +65,17 @@ class Violation(Exception):
     pass
 
 
+class Fields:
+    """A parsed message's header fields, lower-case names in order, and their lookup."""
+
+    headers: list[tuple[str, str]]
+
+    def all(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key == name]
+
+
 @dataclass
-class Seen:
+class Seen(Fields):
     """One request as the upstream received it."""
 
     seq: int
@@ -76,9 +85,6 @@ class Seen:
     headers: list[tuple[str, str]]
     body: bytes
     raw: bytes = field(repr=False)
-
-    def all(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name]
 
 
 @dataclass
