@@ -10,9 +10,9 @@ import time
 import aio_pika
 import asyncpg
 import pytest
-from polling import eventually
 
 from platform_processes import base_url, broker_url, database_dsn
+from polling import eventually
 
 
 @pytest.fixture(scope="session")

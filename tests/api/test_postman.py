@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from polling import wait_until
 
 from platform_processes import ROOT
+from polling import wait_until
 
 POSTMAN = ROOT / "docs" / "postman"
 COLLECTION = POSTMAN / "crud-master.postman_collection.json"

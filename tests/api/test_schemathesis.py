@@ -33,7 +33,6 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from polling import wait_until
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -41,6 +40,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from polling import wait_until
 
 CHECKS = (
     "not_a_server_error",

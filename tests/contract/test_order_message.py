@@ -17,7 +17,6 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from polling import eventually
 from pydantic import ValidationError
 
 from billing import broker, migrate
@@ -32,6 +31,7 @@ from gateway.publisher import OrderPublisher
 from gateway.publisher import queue_arguments as gateway_queue_arguments
 from gateway.schemas import OrderCreate, order_message
 from platform_processes import broker_url
+from polling import eventually
 
 
 def gateway_body(order_id: str, order: OrderCreate) -> bytes:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

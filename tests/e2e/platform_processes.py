@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+
 from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

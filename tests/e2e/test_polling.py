@@ -2,6 +2,7 @@
 a failure naming what was awaited (and the last answer) once the deadline has passed."""
 
 import pytest
+
 from polling import eventually, wait_until
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
-from polling import eventually
 
 from amqp_bulk import BulkPublisher
 from platform_processes import ROOT, Platform
+from polling import eventually
 from private_nodes import RabbitNode, free_port
 
 QUEUE = "billing_queue"

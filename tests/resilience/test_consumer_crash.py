@@ -5,8 +5,8 @@ import random
 import signal
 
 import aio_pika
-from polling import eventually
 
+from polling import eventually
 from private_nodes import free_port
 from resilience_support import (
     QUEUE,

@@ -4,8 +4,8 @@ import asyncio
 import time
 
 import aio_pika
-from polling import eventually
 
+from polling import eventually
 from private_nodes import free_port
 from resilience_support import (
     QUEUE,

@@ -8,8 +8,8 @@ import time
 
 import asyncpg
 import httpx
-from polling import eventually
 
+from polling import eventually
 from resilience_support import (
     QUEUE,
     post_order,

@@ -6,9 +6,9 @@ import uuid
 import aio_pika
 import httpx
 import orjson
-from polling import eventually
 
 from billing.broker import queue_arguments
+from polling import eventually
 from resilience_support import (
     DLQ,
     QUEUE,

@@ -4,8 +4,8 @@ lost or stored twice, and the gateway takes orders again by itself once the queu
 queue. (The migration alone, message by message: services/billing/tests/test_billing_queues.py.)"""
 
 import aio_pika
-from polling import eventually
 
+from polling import eventually
 from resilience_support import (
     DLQ,
     QUEUE,

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from polling import eventually
 
 from platform_processes import Platform
+from polling import eventually
 from private_nodes import RabbitCluster, RabbitNode, owned, private_root
 from resilience_support import (
     DLQ,

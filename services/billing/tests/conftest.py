@@ -12,10 +12,10 @@ import aio_pika
 import asyncpg
 import httpx
 import orjson
-import polling
 import pytest
 from asgi_lifespan import LifespanManager
 
+import polling
 from billing import broker, migrate
 from billing.app import create_app
 from billing.config import Settings, get_settings
