@@ -1,5 +1,5 @@
-"""The exception handlers of inventory and billing: every error answered in crud_common.errors'
-JSON shape, never an HTML page or a bare 500."""
+"""The exception handlers of the three services' FastAPI apps: every error answered in
+crud_common.errors' JSON shape, never an HTML page or a bare 500."""
 
 import logging
 from collections.abc import Callable
