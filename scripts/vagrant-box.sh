@@ -121,6 +121,9 @@ preinstall_roles() {
       apt-get install -y -q --no-install-recommends "${ROLE_PACKAGES[@]}"
     grep -q '^port = 5432' "$rootfs"/etc/postgresql/*/main/postgresql.conf ||
       die "the box's PostgreSQL cluster is not on port 5432"
+    # Started only where a role enables them (postgres.sh, rabbitmq.sh: `systemctl enable --now`):
+    # gateway-vm runs neither, and a broker or epmd there would listen on every address.
+    chroot "$rootfs" systemctl disable -q postgresql rabbitmq-server epmd.socket epmd.service
     log "uv from PyPI into /opt/uv, PM2 from npm"
     chroot "$rootfs" python3 -m venv /opt/uv
     quietly chroot "$rootfs" /opt/uv/bin/pip install -q uv
