@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from polling import wait_until
+
 pytestmark = pytest.mark.timeout(900)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,16 +84,6 @@ def gateway(hosts):
         yield client
 
 
-def wait_for(check, within: float, message: str):
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, message
-        time.sleep(0.2)
-
-
 def healthy(gateway) -> bool:
     try:
         return gateway.get("/health").status_code == 200
@@ -135,7 +127,7 @@ def test_audit_flow(hosts, gateway):
 
     first = order(gateway)
     assert first.status_code == 200, first.text
-    wait_for(lambda: stored(hosts, first.json()["order_id"]) == 1, 30, "order not stored")
+    wait_until(lambda: stored(hosts, first.json()["order_id"]) == 1, 30, message="order not stored")
 
     hosts["billing"].run("pm2 stop billing_app")
     waiting = order(gateway)
@@ -145,10 +137,12 @@ def test_audit_flow(hosts, gateway):
         listing = hosts["billing"].run("rabbitmqctl -q list_queues -p crud_master name messages")
         return re.search(r"^billing_queue\s+1$", listing.stdout, re.M) is not None
 
-    wait_for(queued, 30, "the order is not waiting in billing_queue")
+    wait_until(queued, 30, message="the order is not waiting in billing_queue")
     assert stored(hosts, waiting.json()["order_id"]) == 0
     hosts["billing"].run("pm2 start billing_app")
-    wait_for(lambda: stored(hosts, waiting.json()["order_id"]) == 1, 30, "not stored after start")
+    wait_until(
+        lambda: stored(hosts, waiting.json()["order_id"]) == 1, 30, message="not stored after start"
+    )
 
     assert "movies" in sql(hosts["inventory"], "movies", r"SELECT tablename FROM pg_tables")
     assert "orders" in sql(hosts["billing"], "orders", r"SELECT tablename FROM pg_tables")
@@ -173,11 +167,15 @@ def test_billing_host_cut_off_then_back(hosts, gateway):
     assert took <= PUBLISH_TIMEOUT + 1.5
     assert movies.status_code == 200
     restored = time.monotonic()
-    back = wait_for(lambda: (r := order(gateway)).status_code == 200 and r, 60, "orders refused")
+    back = wait_until(
+        lambda: (r := order(gateway)).status_code == 200 and r, 60, message="orders refused"
+    )
     print(f"billing restored: POST /api/billing 200 after {time.monotonic() - restored:.1f}s")
     for response in [*accepted, back]:
         order_id = response.json()["order_id"]
-        wait_for(lambda order_id=order_id: stored(hosts, order_id) == 1, 60, f"{order_id} lost")
+        wait_until(
+            lambda order_id=order_id: stored(hosts, order_id) == 1, 60, message=f"{order_id} lost"
+        )
 
 
 def test_inventory_host_cut_off_then_back(hosts, gateway):
@@ -194,7 +192,9 @@ def test_inventory_host_cut_off_then_back(hosts, gateway):
     assert failed.status_code == 502, failed.text
     assert "error" in failed.json()
     restored = time.monotonic()
-    wait_for(lambda: gateway.get("/api/movies").status_code == 200, 60, "inventory not back")
+    wait_until(
+        lambda: gateway.get("/api/movies").status_code == 200, 60, message="inventory not back"
+    )
     print(f"inventory restored: GET /api/movies 200 after {time.monotonic() - restored:.1f}s")
     assert gateway.get(f"/api/movies/{created.json()['id']}").status_code == 200
 
@@ -207,13 +207,13 @@ def test_a_reboot_as_pm2_sees_it_brings_every_app_back(hosts, gateway, role):
     host.run("pm2 kill")
     host.run("pm2 resurrect")  # what PM2's boot unit runs (pm2 startup systemd)
     online = dict.fromkeys(APPS[role], "online")
-    wait_for(lambda: pm2_statuses(host) == online, 30, f"{role}: apps not back online")
-    wait_for(lambda: healthy(gateway), 60, "platform not healthy")
+    wait_until(lambda: pm2_statuses(host) == online, 30, message=f"{role}: apps not back online")
+    wait_until(lambda: healthy(gateway), 60, message="platform not healthy")
     assert gateway.get("/api/movies").headers["X-Total-Count"] == movies
     assert int(sql(hosts["billing"], "orders", "SELECT count(*) FROM orders")) == orders
     new = order(gateway)
     assert new.status_code == 200
-    wait_for(lambda: stored(hosts, new.json()["order_id"]) == 1, 30, "order not stored")
+    wait_until(lambda: stored(hosts, new.json()["order_id"]) == 1, 30, message="order not stored")
 
 
 def connects(host, address: str, port: int) -> str:
