@@ -31,6 +31,7 @@ TOPOLOGY = [
     f"BILLING_HOST={BILLING}",
     f"RABBITMQ_LISTEN_ADDRESSES={BILLING}",
     f"FIREWALL_GATEWAY_ADDRESS={GATEWAY}",
+    "INVENTORY_WORKERS=1",
 ]
 APPS = {"gateway": ["api_gateway"], "inventory": ["inventory_app"], "billing": ["billing_app"]}
 PUBLISH_TIMEOUT = 5.0  # GATEWAY_PUBLISH_TIMEOUT of .env.example
