@@ -15,7 +15,8 @@ temporary directory, deleted at the end), inventory and the gateway as `python s
 own prefix. Targets are measured in interleaved rounds (the order rotates every round) and the
 table shows each target's median round, because two shared cores are noisy. For the proxies it
 also shows their own CPU time per request (user + system, from /proc), which varies far less
-between rounds than throughput does.
+between rounds than throughput does, and the CPU time of inventory and PostgreSQL per request
+(behind), which shows whether a proxy makes inventory work more.
 """
 
 import argparse
@@ -215,6 +216,7 @@ class Platform:
         if args.base:
             self.ports["base"] = args.base_port
         self.proxy_pids: dict[str, int] = {}  # target -> the pid whose process tree proxies
+        self.inventory_pid = 0
 
     def url(self, target: str) -> str:
         return f"http://127.0.0.1:{self.ports[target]}"
@@ -247,7 +249,7 @@ class Platform:
         log(f"private PostgreSQL on 127.0.0.1:{self.pg.port} under {self.root}")
         self.pg.start()
         subprocess.run([PYTHON, "-m", "inventory.migrate"], env=env, cwd=self.root, check=True)
-        self.spawn("inventory", ROOT / "services/inventory/server.py", env)
+        self.inventory_pid = self.spawn("inventory", ROOT / "services/inventory/server.py", env)
         wait_for(lambda: http_ok(self.url("direct") + "/health"), 30, "inventory")
         self.proxy_pids["gateway"] = self.spawn("gateway", ROOT / "services/gateway/server.py", env)
         wait_for(lambda: http_ok(self.url("gateway") + "/api/movies?limit=1"), 30, "gateway")
@@ -282,6 +284,12 @@ class Platform:
         direct."""
         pid = self.proxy_pids.get(target)
         return None if pid is None else sum(map(cpu_seconds, process_tree(pid)))
+
+    def behind_cpu_seconds(self) -> float:
+        """CPU time used so far by what every target shares: inventory and PostgreSQL."""
+        postmaster = int((self.pg.data / "postmaster.pid").read_text().split()[0])
+        pids = process_tree(self.inventory_pid) + process_tree(postmaster)
+        return sum(map(cpu_seconds, pids))
 
     def start_nginx(self) -> None:
         self.nginx_prefix.mkdir()
@@ -406,7 +414,10 @@ def measure(
         shift = round_number % len(targets)
         for target in targets[shift:] + targets[:shift]:
             cpu_before = platform.proxy_cpu_seconds(target)
+            behind_before = platform.behind_cpu_seconds()
             run = wrk(platform.url(target), workload, args.duration, args)
+            behind = platform.behind_cpu_seconds() - behind_before
+            run["behind_us"] = behind / max(run["requests"], 1) * 1e6
             if cpu_before is not None:
                 cpu = platform.proxy_cpu_seconds(target) - cpu_before  # type: ignore[operator]
                 run["cpu_us"] = cpu / max(run["requests"], 1) * 1e6
@@ -436,7 +447,7 @@ def print_table(
     results: dict[str, dict[str, dict[str, float]]], targets: list[str], args: argparse.Namespace
 ) -> None:
     header = f"| {'workload':<36} | {'target':<7} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} "
-    header += "| ratio | proxy µs/req | errors |"
+    header += "| ratio | proxy µs/req | behind µs/req | errors |"
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for workload, by_target in results.items():
@@ -448,7 +459,7 @@ def print_table(
             print(
                 f"| {WORKLOAD_LABELS[workload]:<36} | {target:<7} | {run['rps']:>7.0f} "
                 f"| {run['p50']:>7.2f} | {run['p99']:>7.2f} | {ratio:>5} | {cpu:>12} "
-                f"| {run['errors']:>6.0f} |"
+                f"| {run['behind_us']:>13.1f} | {run['errors']:>6.0f} |"
             )
     if "gateway" in targets and "nginx" in targets and "direct" in targets:
         print("\n| workload | gateway ratio | nginx ratio | nginx - gateway (goal <= 0.10) |")
@@ -472,7 +483,8 @@ def print_table(
     print(
         "\nreq/s, p50, p99, proxy µs/req: median of the rounds; ratio: target req/s / direct "
         "req/s;\nproxy µs/req: CPU time of the proxy's processes / requests; errors: non-2xx "
-        "answers + socket errors over all rounds.\n"
+        "answers + socket errors over all rounds;\nbehind µs/req: CPU time of inventory and "
+        "PostgreSQL / requests (the same for every target when proxies add no work behind them).\n"
         f"wrk: {args.threads} threads, {args.connections} connections "
         f"(* search: {args.search_connections}), "
         f"{args.duration}s x {args.rounds} rounds per target."
