@@ -18,6 +18,7 @@ import httpx
 
 GATEWAY = "http://127.0.0.1:8082"
 ORDER = {"user_id": 1, "number_of_items": 2, "total_amount": "9.99"}
+BOOT = 900  # seconds for a rebooted VM, emulated, to settle
 
 
 class Vagrant:
@@ -68,8 +69,8 @@ def stored(vms: Vagrant, order_id: str) -> int:
     return int(vms.on("billing-vm", f"sudo -i -u postgres psql -d orders -tAc {query}"))
 
 
-def pm2_statuses(vms: Vagrant, vm: str) -> dict[str, str]:
-    listing = json.loads(vms.on(vm, "pm2 jlist").splitlines()[-1])
+def pm2_statuses(vms: Vagrant, vm: str, timeout: float = 120) -> dict[str, str]:
+    listing = json.loads(vms.on(vm, "pm2 jlist", timeout).splitlines()[-1])
     return {app["name"]: app["pm2_env"]["status"] for app in listing}
 
 
@@ -118,10 +119,15 @@ def audit_flow(vms: Vagrant, gateway: httpx.Client) -> list[str]:
 
 
 def after_reload(vms: Vagrant, gateway: httpx.Client, orders: list[str]) -> None:
-    assert vms.on("billing-vm", "systemctl is-enabled pm2-root").strip() == "enabled"
+    assert vms.on("billing-vm", "systemctl is-enabled pm2-root", BOOT).strip() == "enabled"
+    # Booting, the one emulated vCPU starts RabbitMQ, PostgreSQL, PM2 and billing_app at once: a
+    # pm2 command then took over two minutes. Wait for the boot to finish (pm2-root.service, which
+    # runs `pm2 resurrect`, included), then ask PM2.
+    state = vms.on("billing-vm", "systemctl is-system-running --wait; true", BOOT).strip()
+    print(f"billing-vm booted: systemd {state}")
     wait_for(
-        lambda: pm2_statuses(vms, "billing-vm").get("billing_app") == "online",
-        120,
+        lambda: pm2_statuses(vms, "billing-vm", BOOT).get("billing_app") == "online",
+        BOOT,
         "billing_app not online after the reboot",
     )
     uptime = vms.on("billing-vm", "cat /proc/uptime").split()[0]
@@ -131,11 +137,11 @@ def after_reload(vms: Vagrant, gateway: httpx.Client, orders: list[str]) -> None
     # The gateway finds the broker again by itself; billing stores the new order.
     again = wait_for(
         lambda: (r := gateway.post("/api/billing", json=ORDER)).status_code == 200 and r,
-        120,
+        BOOT,
         "orders refused after the reboot",
     )
     order_id = again.json()["order_id"]
-    wait_for(lambda: gateway.get(f"/api/billing/{order_id}").status_code == 200, 120, "lost")
+    wait_for(lambda: gateway.get(f"/api/billing/{order_id}").status_code == 200, BOOT, "lost")
     print(f"order {order_id} after the reboot: 200, stored; the earlier orders kept")
 
 
