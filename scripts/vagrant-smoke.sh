@@ -72,7 +72,7 @@ vagrant_smoke() {
   log "smoke test of $(git -C "$clone" log -1 --format='%h %s')"
   guard_on
   trap guard_off EXIT
-  "$VENV/bin/python" "$ROOT/deploy/vagrant/smoke.py" "$clone"
+  PYTHONPATH="$ROOT/tests/e2e" "$VENV/bin/python" "$ROOT/deploy/vagrant/smoke.py" "$clone"
   log "make vagrant-smoke: $((SECONDS - started))s in all"
 }
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from polling import wait_until  # tests/e2e/polling.py (scripts/vagrant-smoke.sh)
+
 GATEWAY = "http://127.0.0.1:8082"
 ORDER = {"user_id": 1, "number_of_items": 2, "total_amount": "9.99"}
 BOOT = 900  # seconds for a rebooted VM, emulated, to settle
@@ -50,16 +52,6 @@ class Vagrant:
         return done.stdout
 
 
-def wait_for(check, within: float, message: str):
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, message
-        time.sleep(1)
-
-
 def step(title: str, started: float) -> None:
     print(f"\n=== {title}: ok ({time.monotonic() - started:.0f}s)", flush=True)
 
@@ -89,7 +81,12 @@ def audit_flow(vms: Vagrant, gateway: httpx.Client) -> list[str]:
     first = gateway.post("/api/billing", json=ORDER)
     assert first.status_code == 200, first.text
     first_id = first.json()["order_id"]
-    wait_for(lambda: gateway.get(f"/api/billing/{first_id}").status_code == 200, 60, "not stored")
+    wait_until(
+        lambda: gateway.get(f"/api/billing/{first_id}").status_code == 200,
+        60,
+        interval=1,
+        message="not stored",
+    )
     assert stored(vms, first_id) == 1
     print(f"order {first_id}: 200, stored on billing-vm")
 
@@ -102,11 +99,13 @@ def audit_flow(vms: Vagrant, gateway: httpx.Client) -> list[str]:
         listing = vms.on("billing-vm", "rabbitmqctl -q list_queues -p crud_master name messages")
         return re.search(r"^billing_queue\s+1$", listing, re.M) is not None
 
-    wait_for(queued, 60, "the order is not waiting in billing_queue")
+    wait_until(queued, 60, interval=1, message="the order is not waiting in billing_queue")
     assert stored(vms, waiting_id) == 0
     print(f"billing_app stopped: order {waiting_id} 200, waiting in billing_queue, not stored")
     vms.on("billing-vm", "pm2 start billing_app")
-    wait_for(lambda: stored(vms, waiting_id) == 1, 120, "not stored after pm2 start")
+    wait_until(
+        lambda: stored(vms, waiting_id) == 1, 120, interval=1, message="not stored after pm2 start"
+    )
     print("billing_app started: the order is stored")
 
     psql_list = "sudo -i -u postgres psql -tAc 'SELECT datname FROM pg_database'"
@@ -125,23 +124,30 @@ def after_reload(vms: Vagrant, gateway: httpx.Client, orders: list[str]) -> None
     # runs `pm2 resurrect`, included), then ask PM2.
     state = vms.on("billing-vm", "systemctl is-system-running --wait; true", BOOT).strip()
     print(f"billing-vm booted: systemd {state}")
-    wait_for(
+    wait_until(
         lambda: pm2_statuses(vms, "billing-vm", BOOT).get("billing_app") == "online",
         BOOT,
-        "billing_app not online after the reboot",
+        interval=1,
+        message="billing_app not online after the reboot",
     )
     uptime = vms.on("billing-vm", "cat /proc/uptime").split()[0]
     print(f"billing-vm up {uptime}s: pm2-root.service enabled, billing_app online")
     for order_id in orders:
         assert stored(vms, order_id) == 1, order_id
     # The gateway finds the broker again by itself; billing stores the new order.
-    again = wait_for(
+    again = wait_until(
         lambda: (r := gateway.post("/api/billing", json=ORDER)).status_code == 200 and r,
         BOOT,
-        "orders refused after the reboot",
+        interval=1,
+        message="orders refused after the reboot",
     )
     order_id = again.json()["order_id"]
-    wait_for(lambda: gateway.get(f"/api/billing/{order_id}").status_code == 200, BOOT, "lost")
+    wait_until(
+        lambda: gateway.get(f"/api/billing/{order_id}").status_code == 200,
+        BOOT,
+        interval=1,
+        message="lost",
+    )
     print(f"order {order_id} after the reboot: 200, stored; the earlier orders kept")
 
 
