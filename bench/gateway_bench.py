@@ -2,7 +2,8 @@
 
 wrk against inventory directly, through the gateway, through nginx (a plain keep-alive reverse
 proxy, bench/nginx/nginx.conf.template) and through a Python byte relay (bench/relay: the floor
-of any asyncio proxy, not a gateway), for four workloads:
+of any asyncio proxy, not a gateway), and on request through HAProxy (the same plain proxy,
+bench/haproxy/haproxy.cfg.template; `--targets ...,haproxy`), for four workloads:
 
   id      GET /api/movies/{id}, ids uniformly random over 1 000 movies
   list    GET /api/movies?limit=100 (1 000 movies)
@@ -46,7 +47,8 @@ from revisions import checkout, python_path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PYTHON = str(ROOT / ".venv/bin/python")
-TARGETS = ("direct", "gateway", "nginx", "relay")
+DEFAULT_TARGETS = ("direct", "gateway", "nginx", "relay")
+TARGETS = (*DEFAULT_TARGETS, "haproxy")
 WORKLOADS = ("id", "list", "post", "search")
 
 # Titles "<Name>: <lead> <adjective> <noun> <n>", e.g. "Agikkub: A Golden Island 3". The 1 500
@@ -206,12 +208,15 @@ class Platform:
         self.pg = Postgres(self.root)
         self.processes: list[subprocess.Popen] = []
         self.nginx_prefix = self.root / "nginx"
+        self.haproxy_prefix = self.root / "haproxy"
         self.ports = {
             "direct": args.inventory_port,
             "gateway": args.gateway_port,
             "nginx": args.nginx_port,
             "relay": args.relay_port,
         }
+        if "haproxy" in args.targets.split(","):
+            self.ports["haproxy"] = args.haproxy_port
         self.base_tree: Path | None = None  # with --base: a checkout of that revision
         if args.base:
             self.ports["base"] = args.base_port
@@ -267,6 +272,10 @@ class Platform:
         relay = (str(self.ports["relay"]), str(self.ports["direct"]))
         self.proxy_pids["relay"] = self.spawn("relay", BENCH / "relay/relay.py", env, relay)
         wait_for(lambda: http_ok(self.url("relay") + "/api/movies?limit=1"), 10, "relay")
+        if "haproxy" in self.ports:
+            self.start_haproxy()
+            wait_for(lambda: http_ok(self.url("haproxy") + "/api/movies?limit=1"), 10, "haproxy")
+            self.proxy_pids["haproxy"] = int((self.haproxy_prefix / "haproxy.pid").read_text())
 
     def spawn(
         self, name: str, script: Path, env: dict[str, str], args: tuple[str, ...] = ()
@@ -291,16 +300,27 @@ class Platform:
         pids = process_tree(self.inventory_pid) + process_tree(postmaster)
         return sum(map(cpu_seconds, pids))
 
-    def start_nginx(self) -> None:
-        self.nginx_prefix.mkdir()
-        template = (BENCH / "nginx/nginx.conf.template").read_text()
+    def configure(self, target: str, template: str, prefix: Path) -> Path:
+        """`prefix`/<template's name without .template>, its placeholders filled in."""
+        prefix.mkdir()
         config = (
-            template.replace("${PREFIX}", str(self.nginx_prefix))
-            .replace("${PORT}", str(self.ports["nginx"]))
+            (BENCH / target / template)
+            .read_text()
+            .replace("${PREFIX}", str(prefix))
+            .replace("${PORT}", str(self.ports[target]))
             .replace("${UPSTREAM}", f"127.0.0.1:{self.ports['direct']}")
         )
-        conf = self.nginx_prefix / "nginx.conf"
+        conf = prefix / template.removesuffix(".template")
         conf.write_text(config)
+        return conf
+
+    def start_haproxy(self) -> None:
+        conf = self.configure("haproxy", "haproxy.cfg.template", self.haproxy_prefix)
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        subprocess.run([haproxy, "-f", str(conf)], check=True)
+
+    def start_nginx(self) -> None:
+        conf = self.configure("nginx", "nginx.conf.template", self.nginx_prefix)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         subprocess.run(
             [nginx, "-p", str(self.nginx_prefix), "-c", str(conf), "-e",
@@ -323,12 +343,12 @@ class Platform:
             f"{matches.strip()} match {SEARCH_TERM!r}")  # fmt: skip
 
     def stop(self) -> None:
-        pid_file = self.nginx_prefix / "nginx.pid"
-        if pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text()), signal.SIGQUIT)
-            except (ValueError, ProcessLookupError):
-                pass
+        for pid_file in (self.nginx_prefix / "nginx.pid", self.haproxy_prefix / "haproxy.pid"):
+            if pid_file.exists():
+                try:
+                    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+                except (ValueError, ProcessLookupError):
+                    pass
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -503,11 +523,16 @@ def main() -> None:
     )
     parser.add_argument("--search-rows", type=int, default=1_000_000)
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="subset, e.g. id,post")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="subset, e.g. direct,nginx")
+    parser.add_argument(
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help=f"of {','.join(TARGETS)}; default {','.join(DEFAULT_TARGETS)}",
+    )
     parser.add_argument("--inventory-port", type=int, default=28080)
     parser.add_argument("--gateway-port", type=int, default=28082)
     parser.add_argument("--nginx-port", type=int, default=28090)
     parser.add_argument("--relay-port", type=int, default=28092)
+    parser.add_argument("--haproxy-port", type=int, default=28096)
     parser.add_argument("--base", help="also the gateway of this git revision (target 'base')")
     parser.add_argument("--base-port", type=int, default=28094)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
@@ -519,6 +544,8 @@ def main() -> None:
         parser.error(f"unknown workload/target: {', '.join(sorted(unknown))}")
     if not shutil.which("wrk"):
         parser.error("wrk is missing: apt-get install wrk")
+    if "haproxy" in targets and not (shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()):
+        parser.error("haproxy is missing: apt-get install haproxy")
 
     started = time.monotonic()
     platform = Platform(args)
