@@ -106,6 +106,12 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def program(name: str) -> str | None:
+    """The path of a server program on PATH or in /usr/sbin (not on a plain user's PATH)."""
+    path = shutil.which(name) or f"/usr/sbin/{name}"
+    return path if Path(path).exists() else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -316,14 +322,12 @@ class Platform:
 
     def start_haproxy(self) -> None:
         conf = self.configure("haproxy", "haproxy.cfg.template", self.haproxy_prefix)
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        subprocess.run([haproxy, "-f", str(conf)], check=True)
+        subprocess.run([program("haproxy"), "-f", str(conf)], check=True)
 
     def start_nginx(self) -> None:
         conf = self.configure("nginx", "nginx.conf.template", self.nginx_prefix)
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         subprocess.run(
-            [nginx, "-p", str(self.nginx_prefix), "-c", str(conf), "-e",
+            [program("nginx"), "-p", str(self.nginx_prefix), "-c", str(conf), "-e",
              str(self.nginx_prefix / "error.log")],
             check=True,
         )  # fmt: skip
@@ -544,7 +548,7 @@ def main() -> None:
         parser.error(f"unknown workload/target: {', '.join(sorted(unknown))}")
     if not shutil.which("wrk"):
         parser.error("wrk is missing: apt-get install wrk")
-    if "haproxy" in targets and not (shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()):
+    if "haproxy" in targets and not program("haproxy"):
         parser.error("haproxy is missing: apt-get install haproxy")
 
     started = time.monotonic()
