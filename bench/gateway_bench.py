@@ -3,7 +3,9 @@
 wrk against inventory directly, through the gateway, through nginx (a plain keep-alive reverse
 proxy, bench/nginx/nginx.conf.template) and through a Python byte relay (bench/relay: the floor
 of any asyncio proxy, not a gateway), and on request through HAProxy (the same plain proxy,
-bench/haproxy/haproxy.cfg.template; `--targets ...,haproxy`), for four workloads:
+bench/haproxy/haproxy.cfg.template; `--targets ...,haproxy`) and through nginx in front of the
+gateway (`--targets ...,nginx+gateway`: the same nginx configuration, its upstream the gateway;
+what a route costs that nginx at the door does not serve itself), for four workloads:
 
   id      GET /api/movies/{id}, ids uniformly random over 1 000 movies
   list    GET /api/movies?limit=100 (1 000 movies)
@@ -48,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PYTHON = str(ROOT / ".venv/bin/python")
 DEFAULT_TARGETS = ("direct", "gateway", "nginx", "relay")
-TARGETS = (*DEFAULT_TARGETS, "haproxy")
+TARGETS = (*DEFAULT_TARGETS, "haproxy", "nginx+gateway")
 WORKLOADS = ("id", "list", "post", "search")
 
 # Titles "<Name>: <lead> <adjective> <noun> <n>", e.g. "Agikkub: A Golden Island 3". The 1 500
@@ -215,18 +217,20 @@ class Platform:
         self.processes: list[subprocess.Popen] = []
         self.nginx_prefix = self.root / "nginx"
         self.haproxy_prefix = self.root / "haproxy"
+        self.chained_prefix = self.root / "nginx+gateway"
         self.ports = {
             "direct": args.inventory_port,
             "gateway": args.gateway_port,
             "nginx": args.nginx_port,
             "relay": args.relay_port,
         }
-        if "haproxy" in args.targets.split(","):
-            self.ports["haproxy"] = args.haproxy_port
+        for optional in ("haproxy", "nginx+gateway"):
+            if optional in args.targets.split(","):
+                self.ports[optional] = getattr(args, optional.replace("+", "_") + "_port")
         self.base_tree: Path | None = None  # with --base: a checkout of that revision
         if args.base:
             self.ports["base"] = args.base_port
-        self.proxy_pids: dict[str, int] = {}  # target -> the pid whose process tree proxies
+        self.proxy_pids: dict[str, list[int]] = {}  # target -> the pids whose trees proxy
         self.inventory_pid = 0
 
     def url(self, target: str) -> str:
@@ -262,7 +266,9 @@ class Platform:
         subprocess.run([PYTHON, "-m", "inventory.migrate"], env=env, cwd=self.root, check=True)
         self.inventory_pid = self.spawn("inventory", ROOT / "services/inventory/server.py", env)
         wait_for(lambda: http_ok(self.url("direct") + "/health"), 30, "inventory")
-        self.proxy_pids["gateway"] = self.spawn("gateway", ROOT / "services/gateway/server.py", env)
+        self.proxy_pids["gateway"] = [
+            self.spawn("gateway", ROOT / "services/gateway/server.py", env)
+        ]
         wait_for(lambda: http_ok(self.url("gateway") + "/api/movies?limit=1"), 30, "gateway")
         if self.base_tree:
             base_env = env | {
@@ -270,18 +276,19 @@ class Platform:
                 "PYTHONPATH": python_path(self.base_tree),
             }
             server = self.base_tree / "services/gateway/server.py"
-            self.proxy_pids["base"] = self.spawn("base", server, base_env)
+            self.proxy_pids["base"] = [self.spawn("base", server, base_env)]
             wait_for(lambda: http_ok(self.url("base") + "/api/movies?limit=1"), 30, "base gateway")
-        self.start_nginx()
-        wait_for(lambda: http_ok(self.url("nginx") + "/api/movies?limit=1"), 10, "nginx")
-        self.proxy_pids["nginx"] = int((self.nginx_prefix / "nginx.pid").read_text())
+        self.proxy_pids["nginx"] = [self.start_nginx("nginx", self.nginx_prefix, "direct")]
         relay = (str(self.ports["relay"]), str(self.ports["direct"]))
-        self.proxy_pids["relay"] = self.spawn("relay", BENCH / "relay/relay.py", env, relay)
+        self.proxy_pids["relay"] = [self.spawn("relay", BENCH / "relay/relay.py", env, relay)]
         wait_for(lambda: http_ok(self.url("relay") + "/api/movies?limit=1"), 10, "relay")
         if "haproxy" in self.ports:
             self.start_haproxy()
             wait_for(lambda: http_ok(self.url("haproxy") + "/api/movies?limit=1"), 10, "haproxy")
-            self.proxy_pids["haproxy"] = int((self.haproxy_prefix / "haproxy.pid").read_text())
+            self.proxy_pids["haproxy"] = [int((self.haproxy_prefix / "haproxy.pid").read_text())]
+        if "nginx+gateway" in self.ports:  # both processes' CPU is the door's
+            nginx = self.start_nginx("nginx+gateway", self.chained_prefix, "gateway")
+            self.proxy_pids["nginx+gateway"] = [nginx, *self.proxy_pids["gateway"]]
 
     def spawn(
         self, name: str, script: Path, env: dict[str, str], args: tuple[str, ...] = ()
@@ -297,8 +304,10 @@ class Platform:
     def proxy_cpu_seconds(self, target: str) -> float | None:
         """CPU time (user + system) used so far by the target's proxy processes, or None for
         direct."""
-        pid = self.proxy_pids.get(target)
-        return None if pid is None else sum(map(cpu_seconds, process_tree(pid)))
+        pids = self.proxy_pids.get(target)
+        if pids is None:
+            return None
+        return sum(cpu_seconds(p) for pid in pids for p in process_tree(pid))
 
     def behind_cpu_seconds(self) -> float:
         """CPU time used so far by what every target shares: inventory and PostgreSQL."""
@@ -306,31 +315,36 @@ class Platform:
         pids = process_tree(self.inventory_pid) + process_tree(postmaster)
         return sum(map(cpu_seconds, pids))
 
-    def configure(self, target: str, template: str, prefix: Path) -> Path:
-        """`prefix`/<template's name without .template>, its placeholders filled in."""
+    def configure(self, program: str, target: str, prefix: Path, upstream: str = "direct") -> Path:
+        """`prefix`/<the config file of `program`>, from bench/`program`'s template with its
+        placeholders filled in: `target`'s port, proxying to `upstream`'s."""
+        template = {"nginx": "nginx.conf.template", "haproxy": "haproxy.cfg.template"}[program]
         prefix.mkdir()
         config = (
-            (BENCH / target / template)
+            (BENCH / program / template)
             .read_text()
             .replace("${PREFIX}", str(prefix))
             .replace("${PORT}", str(self.ports[target]))
-            .replace("${UPSTREAM}", f"127.0.0.1:{self.ports['direct']}")
+            .replace("${UPSTREAM}", f"127.0.0.1:{self.ports[upstream]}")
         )
         conf = prefix / template.removesuffix(".template")
         conf.write_text(config)
         return conf
 
     def start_haproxy(self) -> None:
-        conf = self.configure("haproxy", "haproxy.cfg.template", self.haproxy_prefix)
+        conf = self.configure("haproxy", "haproxy", self.haproxy_prefix)
         subprocess.run([program("haproxy"), "-f", str(conf)], check=True)
 
-    def start_nginx(self) -> None:
-        conf = self.configure("nginx", "nginx.conf.template", self.nginx_prefix)
+    def start_nginx(self, target: str, prefix: Path, upstream: str) -> int:
+        """An nginx for `target` in front of `upstream`, once it answers: its master's pid."""
+        conf = self.configure("nginx", target, prefix, upstream)
         subprocess.run(
-            [program("nginx"), "-p", str(self.nginx_prefix), "-c", str(conf), "-e",
-             str(self.nginx_prefix / "error.log")],
+            [program("nginx"), "-p", str(prefix), "-c", str(conf), "-e",
+             str(prefix / "error.log")],
             check=True,
         )  # fmt: skip
+        wait_for(lambda: http_ok(self.url(target) + "/api/movies?limit=1"), 10, target)
+        return int((prefix / "nginx.pid").read_text())
 
     def seed(self, count: int) -> None:
         """Exactly `count` movies, ids 1..count (the trigram index is rebuilt once, after)."""
@@ -347,7 +361,8 @@ class Platform:
             f"{matches.strip()} match {SEARCH_TERM!r}")  # fmt: skip
 
     def stop(self) -> None:
-        for pid_file in (self.nginx_prefix / "nginx.pid", self.haproxy_prefix / "haproxy.pid"):
+        pid_files = [prefix / "nginx.pid" for prefix in (self.nginx_prefix, self.chained_prefix)]
+        for pid_file in [*pid_files, self.haproxy_prefix / "haproxy.pid"]:
             if pid_file.exists():
                 try:
                     os.kill(int(pid_file.read_text()), signal.SIGTERM)
@@ -470,8 +485,9 @@ WORKLOAD_LABELS = {
 def print_table(
     results: dict[str, dict[str, dict[str, float]]], targets: list[str], args: argparse.Namespace
 ) -> None:
-    header = f"| {'workload':<36} | {'target':<7} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} "
-    header += "| ratio | proxy µs/req | behind µs/req | errors |"
+    width = max(7, *map(len, targets))
+    header = f"| {'workload':<36} | {'target':<{width}} | {'req/s':>7} "
+    header += f"| {'p50 ms':>7} | {'p99 ms':>7} | ratio | proxy µs/req | behind µs/req | errors |"
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for workload, by_target in results.items():
@@ -481,7 +497,7 @@ def print_table(
             ratio = f"{run['rps'] / direct['rps']:.2f}" if direct and target != "direct" else ""
             cpu = f"{run['cpu_us']:.1f}" if "cpu_us" in run else ""
             print(
-                f"| {WORKLOAD_LABELS[workload]:<36} | {target:<7} | {run['rps']:>7.0f} "
+                f"| {WORKLOAD_LABELS[workload]:<36} | {target:<{width}} | {run['rps']:>7.0f} "
                 f"| {run['p50']:>7.2f} | {run['p99']:>7.2f} | {ratio:>5} | {cpu:>12} "
                 f"| {run['behind_us']:>13.1f} | {run['errors']:>6.0f} |"
             )
@@ -537,6 +553,7 @@ def main() -> None:
     parser.add_argument("--nginx-port", type=int, default=28090)
     parser.add_argument("--relay-port", type=int, default=28092)
     parser.add_argument("--haproxy-port", type=int, default=28096)
+    parser.add_argument("--nginx-gateway-port", type=int, default=28098)
     parser.add_argument("--base", help="also the gateway of this git revision (target 'base')")
     parser.add_argument("--base-port", type=int, default=28094)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
