@@ -141,12 +141,18 @@ async def test_migrate_moves_every_message_of_classic_queues_into_quorum_queues(
     assert out.count("a quorum queue already, nothing to do") == 2
 
 
-async def test_migrate_refuses_while_billing_consumes_the_classic_queue(amqp, classic) -> None:
+async def test_migrate_refuses_while_billing_consumes_the_classic_queue(
+    amqp, classic, eventually
+) -> None:
     settings, channel = classic
     await _publish(channel, settings.billing_queue, orjson.dumps(order()), "o-1")
     consumer = await amqp.channel()
     queue = await consumer.get_queue(settings.billing_queue, ensure=False)
-    await queue.consume(lambda message: None)  # holds the message, unacknowledged
+
+    async def hold(message) -> None:  # never acknowledged
+        pass
+
+    await queue.consume(hold)
 
     code, _, err = await run_cli(settings, "queues", "migrate")
     assert code == 1
@@ -160,11 +166,7 @@ async def test_migrate_refuses_while_billing_consumes_the_classic_queue(amqp, cl
         return queue.declaration_result.message_count == 1
 
     assert declared.declaration_result.consumer_count == 0
-    for _ in range(100):
-        if await back():
-            break
-        await asyncio.sleep(0.05)
-    assert await back()
+    await eventually(back)
 
 
 # --- helpers ---------------------------------------------------------------------------------
