@@ -224,9 +224,10 @@ class Platform:
             "nginx": args.nginx_port,
             "relay": args.relay_port,
         }
-        for optional in ("haproxy", "nginx+gateway"):
-            if optional in args.targets.split(","):
-                self.ports[optional] = getattr(args, optional.replace("+", "_") + "_port")
+        optional = {"haproxy": args.haproxy_port, "nginx+gateway": args.nginx_gateway_port}
+        for target in args.targets.split(","):
+            if target in optional:
+                self.ports[target] = optional[target]
         self.base_tree: Path | None = None  # with --base: a checkout of that revision
         if args.base:
             self.ports["base"] = args.base_port
@@ -315,13 +316,13 @@ class Platform:
         pids = process_tree(self.inventory_pid) + process_tree(postmaster)
         return sum(map(cpu_seconds, pids))
 
-    def configure(self, program: str, target: str, prefix: Path, upstream: str = "direct") -> Path:
-        """`prefix`/<the config file of `program`>, from bench/`program`'s template with its
+    def configure(self, server: str, target: str, prefix: Path, upstream: str = "direct") -> Path:
+        """`prefix`/<the config file of `server`>, from bench/`server`'s template with its
         placeholders filled in: `target`'s port, proxying to `upstream`'s."""
-        template = {"nginx": "nginx.conf.template", "haproxy": "haproxy.cfg.template"}[program]
+        template = {"nginx": "nginx.conf.template", "haproxy": "haproxy.cfg.template"}[server]
         prefix.mkdir()
         config = (
-            (BENCH / program / template)
+            (BENCH / server / template)
             .read_text()
             .replace("${PREFIX}", str(prefix))
             .replace("${PORT}", str(self.ports[target]))
