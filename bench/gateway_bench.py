@@ -215,9 +215,7 @@ class Platform:
         self.root.chmod(0o755)
         self.pg = Postgres(self.root)
         self.processes: list[subprocess.Popen] = []
-        self.nginx_prefix = self.root / "nginx"
-        self.haproxy_prefix = self.root / "haproxy"
-        self.chained_prefix = self.root / "nginx+gateway"
+        self.daemon_pid_files: list[Path] = []  # nginx and HAProxy detach: stopped by pid file
         self.ports = {
             "direct": args.inventory_port,
             "gateway": args.gateway_port,
@@ -279,16 +277,14 @@ class Platform:
             server = self.base_tree / "services/gateway/server.py"
             self.proxy_pids["base"] = [self.spawn("base", server, base_env)]
             wait_for(lambda: http_ok(self.url("base") + "/api/movies?limit=1"), 30, "base gateway")
-        self.proxy_pids["nginx"] = [self.start_nginx("nginx", self.nginx_prefix, "direct")]
+        self.proxy_pids["nginx"] = [self.start_nginx("nginx", "direct")]
         relay = (str(self.ports["relay"]), str(self.ports["direct"]))
         self.proxy_pids["relay"] = [self.spawn("relay", BENCH / "relay/relay.py", env, relay)]
         wait_for(lambda: http_ok(self.url("relay") + "/api/movies?limit=1"), 10, "relay")
         if "haproxy" in self.ports:
-            self.start_haproxy()
-            wait_for(lambda: http_ok(self.url("haproxy") + "/api/movies?limit=1"), 10, "haproxy")
-            self.proxy_pids["haproxy"] = [int((self.haproxy_prefix / "haproxy.pid").read_text())]
+            self.proxy_pids["haproxy"] = [self.start_haproxy()]
         if "nginx+gateway" in self.ports:  # both processes' CPU is the door's
-            nginx = self.start_nginx("nginx+gateway", self.chained_prefix, "gateway")
+            nginx = self.start_nginx("nginx+gateway", "gateway")
             self.proxy_pids["nginx+gateway"] = [nginx, *self.proxy_pids["gateway"]]
 
     def spawn(
@@ -316,10 +312,11 @@ class Platform:
         pids = process_tree(self.inventory_pid) + process_tree(postmaster)
         return sum(map(cpu_seconds, pids))
 
-    def configure(self, server: str, target: str, prefix: Path, upstream: str = "direct") -> Path:
-        """`prefix`/<the config file of `server`>, from bench/`server`'s template with its
-        placeholders filled in: `target`'s port, proxying to `upstream`'s."""
+    def configure(self, server: str, target: str, upstream: str = "direct") -> Path:
+        """<temporary directory>/`target`/<the config file of `server`>, from bench/`server`'s
+        template with its placeholders filled in: `target`'s port, proxying to `upstream`'s."""
         template = {"nginx": "nginx.conf.template", "haproxy": "haproxy.cfg.template"}[server]
+        prefix = self.root / target
         prefix.mkdir()
         config = (
             (BENCH / server / template)
@@ -332,20 +329,28 @@ class Platform:
         conf.write_text(config)
         return conf
 
-    def start_haproxy(self) -> None:
-        conf = self.configure("haproxy", "haproxy", self.haproxy_prefix)
+    def start_haproxy(self) -> int:
+        conf = self.configure("haproxy", "haproxy")
         subprocess.run([program("haproxy"), "-f", str(conf)], check=True)
+        return self.answering("haproxy", conf.parent / "haproxy.pid")
 
-    def start_nginx(self, target: str, prefix: Path, upstream: str) -> int:
+    def start_nginx(self, target: str, upstream: str) -> int:
         """An nginx for `target` in front of `upstream`, once it answers: its master's pid."""
-        conf = self.configure("nginx", target, prefix, upstream)
+        conf = self.configure("nginx", target, upstream)
+        prefix = conf.parent
         subprocess.run(
             [program("nginx"), "-p", str(prefix), "-c", str(conf), "-e",
              str(prefix / "error.log")],
             check=True,
         )  # fmt: skip
+        return self.answering(target, prefix / "nginx.pid")
+
+    def answering(self, target: str, pid_file: Path) -> int:
+        """Once the daemon started for `target` answers: its pid (from `pid_file`, which
+        stop() reads)."""
+        self.daemon_pid_files.append(pid_file)
         wait_for(lambda: http_ok(self.url(target) + "/api/movies?limit=1"), 10, target)
-        return int((prefix / "nginx.pid").read_text())
+        return int(pid_file.read_text())
 
     def seed(self, count: int) -> None:
         """Exactly `count` movies, ids 1..count (the trigram index is rebuilt once, after)."""
@@ -362,8 +367,7 @@ class Platform:
             f"{matches.strip()} match {SEARCH_TERM!r}")  # fmt: skip
 
     def stop(self) -> None:
-        pid_files = [prefix / "nginx.pid" for prefix in (self.nginx_prefix, self.chained_prefix)]
-        for pid_file in [*pid_files, self.haproxy_prefix / "haproxy.pid"]:
+        for pid_file in self.daemon_pid_files:
             if pid_file.exists():
                 try:
                     os.kill(int(pid_file.read_text()), signal.SIGTERM)
